@@ -1,0 +1,38 @@
+"""malhug: find malicious code hidden in machine-learning models and datasets, without running it.
+
+    >>> import malhug
+    >>> report = malhug.scan("model.bin")
+    >>> report.verdict
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import os
+from typing import Iterable
+
+from .findings import FileResult, Finding, Location, Report, Severity, Verdict
+
+
+def scan(target: "str | os.PathLike | Iterable[str | os.PathLike]", **options) -> Report:
+    """Scan a file, a folder, or several of them, and return the report.
+
+    Options: `limits` (a malhug.limits.Limits, or a dict of overrides), `hash_max_bytes`,
+    `follow_symlinks`.
+    """
+    from .limits import DEFAULT_LIMITS, Limits
+    from .scanner import ScanOptions, scan_paths
+
+    limits = options.pop("limits", None)
+    if isinstance(limits, dict):
+        limits = DEFAULT_LIMITS.with_overrides(**limits)
+    if limits is not None:
+        if not isinstance(limits, Limits):
+            raise TypeError("limits must be a malhug.limits.Limits or a dict of overrides")
+        options["limits"] = limits
+    scan_options = ScanOptions(**options)
+    targets = [target] if isinstance(target, (str, os.PathLike)) else list(target)
+    return scan_paths(targets, scan_options)
+
+
+__all__ = ["scan", "Report", "FileResult", "Finding", "Location", "Severity", "Verdict", "__version__"]

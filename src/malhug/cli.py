@@ -1,0 +1,94 @@
+"""The command line: parse, call the API, write reports, exit with a code CI can act on.
+
+Exit codes: 0 clean; 1 a finding at or above --fail-on; 2 nothing at the gate but something
+could not be fully scanned; 3 usage or internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .findings import Report, Severity, Verdict
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCONCLUSIVE, EXIT_ERROR = 0, 1, 2, 3
+FAIL_ON = ("critical", "high", "medium", "low", "suspicious")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors exit 3, not argparse's 2 (2 means inconclusive)
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="malhug", description="Find malicious code in ML models and datasets without running it.")
+    parser.add_argument("--version", action="version", version=f"malhug {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    scan = commands.add_parser("scan", help="scan files and folders")
+    scan.add_argument("paths", nargs="+", metavar="PATH")
+    scan.add_argument("--format", choices=("text", "json"), default="text")
+    scan.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
+    scan.add_argument("--fail-on", choices=FAIL_ON, default="suspicious",
+                      help="what makes the exit code 1 (default: a suspicious or malicious verdict)")
+    scan.add_argument("-v", "--verbose", action="store_true", help="show clean files and every member")
+    scan.add_argument("-q", "--quiet", action="store_true", help="one line per problem")
+    scan.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                      help="override a limit (see malhug.limits.Limits), e.g. seconds_per_file=60")
+    return parser
+
+
+def exit_code(report: Report, fail_on: str) -> int:
+    if fail_on == "suspicious":
+        failed = any(f.verdict in (Verdict.SUSPICIOUS, Verdict.MALICIOUS) for f in report.files)
+    else:
+        gate = Severity.parse(fail_on)
+        failed = any(finding.severity >= gate for finding in report.findings())
+    if failed:
+        return EXIT_FINDINGS
+    if report.errors or any(f.verdict is not Verdict.CLEAN for f in report.files):
+        return EXIT_INCONCLUSIVE
+    return EXIT_CLEAN
+
+
+def _limits(pairs: list[str]):
+    from .limits import DEFAULT_LIMITS
+
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--limit takes NAME=VALUE, not {pair!r}")
+        current = getattr(DEFAULT_LIMITS, name, None)
+        if current is None:
+            raise ValueError(f"unknown limit {name!r}")
+        overrides[name] = type(current)(value)
+    return DEFAULT_LIMITS.with_overrides(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from .report import render
+        from .scanner import ScanOptions, scan_paths
+
+        options = ScanOptions(limits=_limits(args.limit))
+        report = scan_paths(args.paths, options)
+        text = render(report, args.format, **({"verbose": args.verbose, "quiet": args.quiet}
+                                              if args.format == "text" else {}))
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text)
+        else:
+            sys.stdout.write(text)
+        return exit_code(report, args.fail_on)
+    except ValueError as exc:
+        print(f"malhug: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # an internal error must never look like a clean scan
+        print(f"malhug: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The vocabulary every stage shares: severities, categories, findings, results, reports."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+
+
+class Severity(IntEnum):
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def parse(cls, text: str) -> "Severity":
+        return cls[text.strip().upper()]
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class Verdict(str, Enum):
+    CLEAN = "clean"
+    INCONCLUSIVE = "inconclusive"
+    SUSPICIOUS = "suspicious"
+    MALICIOUS = "malicious"
+
+    @property
+    def rank(self) -> int:
+        return _VERDICT_RANK[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_VERDICT_RANK = {
+    Verdict.CLEAN: 0,
+    Verdict.INCONCLUSIVE: 1,
+    Verdict.SUSPICIOUS: 2,
+    Verdict.MALICIOUS: 3,
+}
+
+
+def worst(verdicts) -> Verdict:
+    """The most alarming of several verdicts (clean when there are none)."""
+    return max(verdicts, key=lambda v: v.rank, default=Verdict.CLEAN)
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    member: str | None = None
+    offset: int | None = None
+    line: int | None = None
+
+    def describe(self) -> str:
+        text = self.file
+        if self.member:
+            text += f":{self.member}"
+        if self.line is not None:
+            text += f" line {self.line}"
+        elif self.offset is not None:
+            text += f" @{self.offset}"
+        return text
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "member": self.member, "offset": self.offset, "line": self.line}
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    category: str
+    message: str
+    location: Location
+    evidence: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "rule": self.rule,
+            "severity": str(self.severity),
+            "category": self.category,
+            "message": self.message,
+            "location": self.location.to_dict(),
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that kept part of an input from being fully read (never hidden, never clean)."""
+
+    reason: str
+    location: Location
+
+    def to_dict(self) -> dict:
+        return {"reason": self.reason, "location": self.location.to_dict()}
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """One artefact inside a file (the file itself, an archive member, a nested pickle...)."""
+
+    name: str
+    format: str
+    verdict: Verdict
+    analysed: bool
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "format": self.format,
+            "verdict": str(self.verdict),
+            "analysed": self.analysed,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    format: str
+    verdict: Verdict
+    findings: tuple[Finding, ...]
+    problems: tuple[Problem, ...]
+    members: tuple[MemberResult, ...]
+    sha256: str | None
+    size: int | None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "verdict": str(self.verdict),
+            "findings": [f.to_dict() for f in self.findings],
+            "problems": [p.to_dict() for p in self.problems],
+            "members": [m.to_dict() for m in self.members],
+            "sha256": self.sha256,
+            "size": self.size,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    files: tuple[FileResult, ...]
+    tool_version: str
+    targets: tuple[str, ...] = field(default=())
+    errors: tuple[str, ...] = field(default=())
+
+    @property
+    def verdict(self) -> Verdict:
+        verdicts = [f.verdict for f in self.files]
+        if self.errors:
+            verdicts.append(Verdict.INCONCLUSIVE)
+        return worst(verdicts)
+
+    def findings(self):
+        for file in self.files:
+            yield from file.findings
+
+    def summary(self) -> dict:
+        counts = {str(v): 0 for v in Verdict}
+        for file in self.files:
+            counts[str(file.verdict)] += 1
+        severities = {str(s): 0 for s in Severity}
+        for finding in self.findings():
+            severities[str(finding.severity)] += 1
+        return {
+            "verdict": str(self.verdict),
+            "files": len(self.files),
+            "verdicts": counts,
+            "findings": sum(severities.values()),
+            "severities": severities,
+            "errors": list(self.errors),
+        }

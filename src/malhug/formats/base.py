@@ -1,0 +1,113 @@
+"""What format modules share: the per-file scan context they report into."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ..findings import Finding, Location, MemberResult, Problem, Severity
+from ..judge import verdict_for
+from ..limits import DEFAULT_LIMITS, Deadline, LimitExceeded, Limits
+
+
+def join_member(parent: str | None, child: str) -> str:
+    """Member paths of nested containers are joined with ':' (outer.zip:inner.tar:x.pkl)."""
+    return f"{parent}:{child}" if parent else child
+
+
+@dataclass
+class ScanContext:
+    """Everything one file's scan reports into. Formats add to it; the scanner judges it."""
+
+    file: str
+    limits: Limits = DEFAULT_LIMITS
+    deadline: Deadline = field(default_factory=lambda: Deadline(None))
+    findings: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    members: list = field(default_factory=list)
+    traces: dict = field(default_factory=dict)  # member path -> pickle trace (for explain)
+    member_count: int = 0
+
+    def location(self, member: str | None, offset: int | None = None, line: int | None = None) -> Location:
+        return Location(self.file, member, offset, line)
+
+    def add_finding(self, finding: Finding) -> None:
+        self.findings.append(finding)
+
+    def add_problem(self, member: str | None, reason: str, offset: int | None = None) -> None:
+        self.problems.append(Problem(reason, self.location(member, offset)))
+
+    def limit_hit(self, member: str | None, exc: LimitExceeded, offset: int | None = None) -> None:
+        """A bound was reached: inconclusive, and suspicious when the shape itself is hostile."""
+        self.add_problem(member, str(exc), offset)
+        if exc.hostile:
+            self.add_finding(Finding(
+                "hostile-shape", Severity.MEDIUM, "tampering",
+                f"input built to exhaust a scanner or loader ({exc})", self.location(member, offset),
+            ))
+
+    def count_member(self, member: str | None) -> None:
+        self.member_count += 1
+        if self.member_count > self.limits.max_members:
+            raise LimitExceeded("max_members", f"more than {self.limits.max_members} members")
+
+    def record_member(self, name: str | None, fmt: str, analysed: bool = True, note: str = "") -> None:
+        """Give one artefact its own result, judged from the findings and problems located in it."""
+        key = name or ""
+        mine = [f for f in self.findings if (f.location.member or "") == key]
+        issues = [p for p in self.problems if (p.location.member or "") == key]
+        self.members.append(MemberResult(key or "(file)", fmt, verdict_for(mine, issues), analysed, note))
+
+
+def peek_stream(stream: BinaryIO, size: int) -> tuple[bytes, BinaryIO]:
+    """The first bytes of a stream, and a stream that still yields them."""
+    if _seekable(stream):
+        start = stream.tell()
+        head = stream.read(size)
+        stream.seek(start)
+        return head, stream
+    head = _read_up_to(stream, size)
+    return head, _Prepended(head, stream)
+
+
+def _read_up_to(stream: BinaryIO, size: int) -> bytes:
+    parts = []
+    while size > 0:
+        data = stream.read(size)
+        if not data:
+            break
+        parts.append(data)
+        size -= len(data)
+    return b"".join(parts)
+
+
+def _seekable(stream) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Prepended(io.RawIOBase):
+    """A non-seekable stream with bytes already read put back in front."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            data, self._head = self._head + self._rest.read(), b""
+            return data
+        if self._head:
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        return self._rest.read(n)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

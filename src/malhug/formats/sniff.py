@@ -1,0 +1,110 @@
+"""Tell a file's format from its bytes. Suffixes only break ties between equal candidates."""
+from __future__ import annotations
+
+import io
+import struct
+
+from ..pickle.machine import PickleMachine
+from ..pickle.reader import ByteReader
+from ..limits import Limits
+
+SNIFF_BYTES = 64 * 1024
+
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+_MAGICS = [
+    (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"PK\x07\x08", "zip"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"\x1f\x8b", "gzip"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"\x93NUMPY", "npy"),
+    (b"\x89HDF\r\n\x1a\n", "hdf5"),
+    (b"GGUF", "gguf"),
+    (b"\x89PNG\r\n\x1a\n", "image"), (b"\xff\xd8\xff", "image"), (b"GIF8", "image"),
+    (b"PAR1", "parquet"),
+    (b"ARROW1", "arrow"),
+    (b"version https://git-lfs.github.com/spec/", "lfs_pointer"),
+]
+
+CODE_SUFFIXES = (".py", ".pyw", ".ipynb")
+
+
+def sniff(head: bytes, name: str = "") -> str:
+    if head.startswith(TORCH_LEGACY_MAGIC):
+        return "torch_legacy"
+    for magic, fmt in _MAGICS:
+        if head.startswith(magic):
+            return fmt
+    if len(head) >= 263 and head[257:262] == b"ustar":
+        return "tar"
+    if head[:3] == b"BZh" and head[3:4].isdigit():
+        return "bz2"
+    if _is_zlib(head):
+        return "zlib"
+    if head[:3] == b"\x5d\x00\x00":
+        return "lzma"
+    if _looks_like_pickle(head):
+        return "pickle"
+    if _is_safetensors(head):
+        return "safetensors"
+    if _is_text(head):
+        lowered = name.lower()
+        if lowered.endswith(CODE_SUFFIXES):
+            return "python"
+        return "text"
+    if not head:
+        return "empty"
+    if len(head) >= 263 and _is_old_tar(head):
+        return "tar"
+    return "unknown"
+
+
+def _is_zlib(head: bytes) -> bool:
+    if len(head) < 2 or head[0] != 0x78:
+        return False
+    return (head[0] * 256 + head[1]) % 31 == 0 and head[1] in (0x01, 0x5E, 0x9C, 0xDA)
+
+
+def _is_safetensors(head: bytes) -> bool:
+    if len(head) < 10:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return 2 <= length < 100 * 1024 * 1024 and head[8:9] == b"{"
+
+
+def _is_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 4  # a character cut by the sniff window
+
+
+def _is_old_tar(head: bytes) -> bool:
+    """Pre-POSIX tar: a header whose checksum field matches its bytes."""
+    try:
+        stored = int(head[148:156].split(b"\x00")[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    computed = sum(head[:148]) + 8 * 32 + sum(head[156:512])
+    return stored == computed
+
+
+_PROBE_LIMITS = Limits(kept_bytes=SNIFF_BYTES, blob_prefix=16, max_pickles_per_stream=4)
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    """Strong header, or a trial run of the machine on the first bytes that reads like one."""
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    if not head:
+        return False
+    trace = PickleMachine(ByteReader(io.BytesIO(head)), _PROBE_LIMITS).run()
+    if trace.pickles:
+        return True
+    if trace.error and trace.error.startswith("truncated") and trace.end_offset >= len(head) - 1:
+        return trace.opcodes >= 3  # valid all the way to the end of the sniff window
+    return bool(trace.calls) and any(call.kind != "persistent_load" for call in trace.calls)

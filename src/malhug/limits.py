@@ -1,0 +1,64 @@
+"""Every bound the scanner keeps, in one place. Hitting one is reported, never silent."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields, replace
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True)
+class Limits:
+    # pickle machine
+    max_opcodes: int = 20_000_000
+    max_stack: int = 5_000_000
+    max_memo: int = 5_000_000
+    max_line: int = 1 * MIB  # text opcodes (GLOBAL, INT, STRING ...) end with a newline
+    kept_bytes: int = 1 * MIB  # byte/string arguments up to this size are kept whole
+    blob_prefix: int = 64 * KIB  # of larger ones, only this prefix is kept (for sniffing)
+    max_pickles_per_stream: int = 64
+    # containers
+    max_members: int = 100_000
+    max_depth: int = 8  # nested containers / nested payloads
+    max_member_size: int = 4 * GIB  # decompressed size of one member we are willing to read
+    max_ratio: int = 1000  # decompressed / compressed, beyond which the shape itself is hostile
+    max_scan_bytes: int = 64 * GIB  # bytes read from all inputs of one scan
+    # rendering evidence
+    max_evidence_chars: int = 400
+    max_render_depth: int = 24
+    max_program_chars: int = 2 * MIB
+    # time
+    seconds_per_file: float = 300.0
+
+    def with_overrides(self, **overrides) -> "Limits":
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown limits: {', '.join(sorted(unknown))}")
+        return replace(self, **overrides)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class LimitExceeded(Exception):
+    """Raised when input goes past a configured bound; the message names the bound."""
+
+    def __init__(self, limit: str, detail: str = "", hostile: bool = False):
+        self.limit = limit
+        self.hostile = hostile
+        super().__init__(f"limit {limit} exceeded" + (f": {detail}" if detail else ""))
+
+
+class Deadline:
+    """Wall-clock budget for one file; checked from loops, cheap to call often."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.expires = None if seconds is None else time.monotonic() + seconds
+
+    def check(self) -> None:
+        if self.expires is not None and time.monotonic() > self.expires:
+            raise LimitExceeded("seconds_per_file", f"{self.seconds:g}s")

@@ -1,0 +1,156 @@
+"""Render a pickle trace as the Python program the unpickler would effectively run.
+
+The output is valid Python (elided parts become `...`), so the code engine can parse it, and
+it is bounded in size whatever the input (shared and deeply nested values are cut off).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..limits import DEFAULT_LIMITS, Limits
+from .values import (
+    Blob, Buffer, Call, Const, DictValue, DynamicGlobal, Global, ListValue, Result, SetValue,
+    TupleValue,
+)
+
+MAX_ITEMS = 8  # container items shown before `...`
+MAX_LITERAL = 160  # characters of a literal shown before it is cut
+
+
+@dataclass
+class Program:
+    source: str
+    lines: list  # (line number, stream offset) for each statement
+    truncated: bool
+
+
+class Renderer:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS):
+        self.max_depth = limits.max_render_depth
+
+    def expr(self, value, depth: int = 0) -> str:
+        if depth > self.max_depth:
+            return "..."
+        if isinstance(value, Const):
+            return _literal(value.value)
+        if isinstance(value, Result):
+            return f"_v{value.call.index}"
+        if isinstance(value, Global):
+            return dotted(value.qualname)
+        if isinstance(value, Blob):
+            kind = "str" if value.text else "bytes"
+            return f"_large_{kind}(offset={value.offset}, length={value.length})"
+        if isinstance(value, DynamicGlobal):
+            module = self.expr(value.module, depth + 1)
+            name = self.expr(value.name, depth + 1)
+            return f"getattr(__import__({module}), {name})"
+        if isinstance(value, ListValue):
+            return "[" + self._items(value.items, depth) + "]"
+        if isinstance(value, TupleValue):
+            inner = self._items(value.items, depth)
+            return "(" + inner + ("," if len(value.items) == 1 else "") + ")"
+        if isinstance(value, SetValue):
+            inner = self._items(value.items, depth)
+            text = "{" + inner + "}" if value.items else "set()"
+            return f"frozenset({text})" if value.frozen else text
+        if isinstance(value, DictValue):
+            shown = value.items[:MAX_ITEMS]
+            parts = [f"{self.expr(k, depth + 1)}: {self.expr(v, depth + 1)}" for k, v in shown]
+            if len(value.items) > MAX_ITEMS:
+                parts.append("**{...: ...}")
+            return "{" + ", ".join(parts) + "}"
+        if isinstance(value, Buffer):
+            return "_out_of_band_buffer()"
+        return "..."
+
+    def _items(self, items, depth: int) -> str:
+        parts = [self.expr(item, depth + 1) for item in list(items[:MAX_ITEMS])]
+        if len(items) > MAX_ITEMS:
+            parts.append("...")
+        return ", ".join(parts)
+
+    def _arguments(self, call: Call) -> str:
+        parts = [self.expr(arg, 1) for arg in call.args[:MAX_ITEMS * 2]]
+        if len(call.args) > MAX_ITEMS * 2:
+            parts.append("...")
+        for key, value in call.kwargs:
+            if isinstance(key, Const) and isinstance(key.value, str) and key.value.isidentifier():
+                parts.append(f"{key.value}={self.expr(value, 1)}")
+            else:
+                parts.append(f"**{{{self.expr(key, 1)}: {self.expr(value, 1)}}}")
+        return ", ".join(parts)
+
+    def statement(self, call: Call) -> str:
+        func = self.expr(call.func) if call.func is not None else "persistent_load"
+        args = self._arguments(call)
+        kind = call.kind
+        if kind in ("reduce", "obj", "inst", "persistent_load"):
+            return f"_v{call.index} = {_callee(func)}({args})"
+        if kind in ("newobj", "newobj_ex"):
+            sep = ", " if args else ""
+            return f"_v{call.index} = {_callee(func)}.__new__({func}{sep}{args})"
+        if kind == "build":
+            return f"{_callee(func)}.__setstate__({args})"
+        if kind == "setitem":
+            key, value = (self.expr(a, 1) for a in call.args)
+            return f"{_callee(func)}[{key}] = {value}"
+        return f"{_callee(func)}.{call.method}({args})"
+
+    def program(self, trace, max_chars: int) -> Program:
+        lines: list[str] = []
+        mapping: list[tuple[int, int]] = []
+        size = 0
+        truncated = False
+        imports = sorted({_import_of(g.qualname) for g in trace.globals if isinstance(g, Global)} - {None})
+        for module in imports:
+            lines.append(f"import {module}")
+        for call in trace.calls:
+            text = self.statement(call)
+            if size + len(text) > max_chars:
+                truncated = True
+                lines.append("...  # program cut: too long to show")
+                break
+            size += len(text)
+            lines.append(text)
+            mapping.append((len(lines), call.offset))
+        if not truncated:
+            for index, value in enumerate(trace.results):
+                lines.append(f"result_{index} = {self.expr(value)}")
+        return Program("\n".join(lines) + "\n", mapping, truncated)
+
+
+def dotted(qualname: str) -> str:
+    parts = qualname.split(".")
+    if all(part.isidentifier() for part in parts):
+        return qualname
+    return f"__import__({qualname!r})"
+
+
+def _import_of(qualname: str) -> str | None:
+    parts = qualname.split(".")
+    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+        return None
+    return parts[0]
+
+
+def _callee(text: str) -> str:
+    """Parenthesise anything that is not a plain name or attribute chain."""
+    if text.replace(".", "").replace("_", "a").isalnum():
+        return text
+    return f"({text})"
+
+
+def _literal(value) -> str:
+    text = repr(value)
+    if len(text) <= MAX_LITERAL:
+        return text
+    if isinstance(value, (str, bytes, bytearray)):
+        return f"({_literal(value[:MAX_LITERAL // 2])} + ...)"
+    return "..."
+
+
+def render_call(call: Call, limits: Limits = DEFAULT_LIMITS) -> str:
+    text = Renderer(limits).statement(call)
+    if len(text) > limits.max_evidence_chars:
+        text = text[: limits.max_evidence_chars] + " ..."
+    return text

@@ -1,0 +1,140 @@
+"""Knowledge kept as data: which callables are dangerous, which rebuild ordinary data."""
+from __future__ import annotations
+
+import fnmatch
+import re
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from ..findings import Severity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+CATEGORIES = {
+    "command_exec": "runs an operating-system command",
+    "code_exec": "runs Python code",
+    "import_indirection": "reaches arbitrary objects by name at load time",
+    "deserialization": "loads another serialized payload",
+    "network": "opens a network connection",
+    "file_write": "writes, moves or deletes files",
+    "file_read": "reads files or lists directories",
+    "recon": "collects facts about the host",
+    "tampering": "changes modules or objects of the loading process",
+    "code_object": "carries executable code",
+    "native_code": "loads native code",
+    "unknown_global": "imports a name that is neither known-safe nor known-dangerous",
+    "poc": "harmless demonstration of code execution",
+}
+
+
+@dataclass(frozen=True)
+class CallableRule:
+    pattern: str
+    category: str
+    severity: Severity
+    message: str
+    payload_arg: int | None = None  # index of an argument that is itself a serialized payload
+
+
+@dataclass(frozen=True)
+class Classification:
+    kind: str  # "dangerous" | "safe" | "unknown"
+    qualname: str
+    matched: str | None = None  # the dotted name that matched (may be a tail of qualname)
+    rule: CallableRule | None = None
+
+
+class _Patterns:
+    """Exact names in a dict, glob patterns in one compiled regex per pattern."""
+
+    def __init__(self, entries):
+        self.exact: dict[str, object] = {}
+        self.globs: list[tuple[re.Pattern, object]] = []
+        for pattern, value in entries:
+            if any(ch in pattern for ch in "*?["):
+                self.globs.append((re.compile(fnmatch.translate(pattern)), value))
+            else:
+                self.exact[pattern] = value
+
+    def lookup(self, name: str):
+        if name in self.exact:
+            return self.exact[name]
+        for regex, value in self.globs:
+            if regex.match(name):
+                return value
+        return None
+
+
+class KnowledgeBase:
+    def __init__(self, data: dict):
+        self.aliases: dict[str, str] = dict(data.get("aliases", {}))
+        self.rules = [
+            CallableRule(
+                pattern=entry["match"],
+                category=entry["category"],
+                severity=Severity.parse(entry["severity"]),
+                message=entry["message"],
+                payload_arg=entry.get("payload_arg"),
+            )
+            for entry in data.get("dangerous", [])
+        ]
+        for rule in self.rules:
+            if rule.category not in CATEGORIES:
+                raise ValueError(f"unknown category {rule.category!r} for {rule.pattern}")
+        self._dangerous = _Patterns((rule.pattern, rule) for rule in self.rules)
+        safe = data.get("safe", {})
+        self.safe_names: list[str] = list(safe.get("names", []))
+        self.safe_class_patterns: list[str] = list(safe.get("classes", []))
+        self._safe = _Patterns((name, True) for name in self.safe_names)
+        self._safe_classes = _Patterns((name, True) for name in self.safe_class_patterns)
+
+    def unalias(self, name: str) -> str:
+        parts = name.split(".")
+        for length in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:length])
+            if prefix in self.aliases:
+                return self.aliases[prefix] + name[len(prefix):]
+        return name
+
+    def dangerous_rule(self, names: list[str]) -> tuple[str, CallableRule] | None:
+        """The most severe dangerous rule matching any of the names a global may really be."""
+        best = None
+        for candidate in names:
+            name = self.unalias(candidate)
+            rule = self._dangerous.lookup(name)
+            if rule is not None and (best is None or rule.severity > best[1].severity):
+                best = (name, rule)
+        return best
+
+    def is_safe(self, qualname: str) -> bool:
+        name = self.unalias(qualname)
+        if self._safe.lookup(name):
+            return True
+        last = name.rsplit(".", 1)[-1]
+        return bool(last[:1].isupper() and self._safe_classes.lookup(name))
+
+    def classify(self, module: str, name: str = "") -> Classification:
+        """Judge what `GLOBAL module name` would import (name may be dotted, or empty when
+        module is already a full dotted name such as `os.system`)."""
+        from ..pickle.names import candidates, canonical_name
+
+        if not name and "." in module:
+            module, name = module.rsplit(".", 1)
+        qualname = canonical_name(module, name)
+        found = self.dangerous_rule(candidates(module, name))
+        if found is not None:
+            return Classification("dangerous", qualname, found[0], found[1])
+        if self.is_safe(qualname):
+            return Classification("safe", qualname)
+        return Classification("unknown", qualname)
+
+
+@lru_cache(maxsize=1)
+def knowledge_base() -> KnowledgeBase:
+    text = resources.files(__package__).joinpath("callables.toml").read_text("utf-8")
+    return KnowledgeBase(tomllib.loads(text))
