@@ -1,7 +1,8 @@
 """Format dispatch: sniff a stream, hand it to the module that reads that format.
 
-A handler is `handle(stream, ctx, member, depth)`: it reads the stream, reports findings and
-problems into ctx, and calls `analyse` again for what it contains (nested members).
+A handler is `handle(stream, ctx, member, depth) -> str | None`: it reads the stream, reports
+findings and problems into ctx, calls `analyse` again for what it contains (nested members),
+and may return a more precise format name (a zip that is a PyTorch checkpoint: "torch_zip").
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..limits import LimitExceeded
 from .base import ScanContext, peek_stream
 from .sniff import SNIFF_BYTES, sniff
 
-Handler = Callable[[BinaryIO, ScanContext, "str | None", int], None]
+Handler = Callable[[BinaryIO, ScanContext, "str | None", int], "str | None"]
 
 # Formats that hold only data (no code can run when they are read) are clean once sniffed.
 DATA_ONLY = {
@@ -58,7 +59,7 @@ def analyse(stream: BinaryIO, ctx: ScanContext, member: str | None, name: str = 
     handler = handlers().get(fmt)
     if handler is not None:
         try:
-            handler(stream, ctx, member, depth)
+            fmt = handler(stream, ctx, member, depth) or fmt
         except LimitExceeded as exc:
             ctx.limit_hit(member, exc)
         ctx.record_member(member, fmt)
