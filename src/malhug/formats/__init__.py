@@ -28,7 +28,7 @@ def _registry() -> dict[str, Handler]:
     from . import pickle_stream
 
     handlers: dict[str, Handler] = {"pickle": pickle_stream.handle}
-    for module_name in ("torch", "zip", "archives", "numpy_files", "safetensors", "lfs"):
+    for module_name in ("torch", "zip", "archives", "numpy_files", "safetensors", "lfs", "python_source"):
         try:
             module = __import__(f"{__name__}.{module_name}", fromlist=["HANDLERS"])
         except ImportError:

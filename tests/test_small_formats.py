@@ -1,0 +1,93 @@
+"""safetensors, Git LFS pointers, Python sources and notebooks, plain data files."""
+import json
+import struct
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import malhug
+
+
+def only(path):
+    report = malhug.scan(path)
+    assert len(report.files) == 1
+    return report.files[0]
+
+
+def test_safetensors_from_the_library_is_clean(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_file({"weight": np.zeros((4, 4), dtype=np.float32)}, str(path), metadata={"format": "np"})
+    result = only(path)
+    assert result.format == "safetensors"
+    assert str(result.verdict) == "clean"
+
+
+def test_safetensors_with_broken_header_is_inconclusive(tmp_path):
+    path = tmp_path / "model.safetensors"
+    header = b'{"weight": {"dtype": "F32", "shape": [4], "data_offsets": [8, 0]}}'
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+    result = only(path)
+    assert str(result.verdict) == "inconclusive"
+    assert "data_offsets" in result.problems[0].reason
+
+
+def test_lfs_pointer_is_never_clean(tmp_path):
+    path = tmp_path / "pytorch_model.bin"
+    path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 42\n")
+    result = only(path)
+    assert result.format == "lfs_pointer"
+    assert str(result.verdict) == "inconclusive"
+    assert "not downloaded" in result.problems[0].reason
+
+
+def test_python_source_running_a_command_is_malicious(tmp_path):
+    path = tmp_path / "loader.py"
+    path.write_text("import subprocess as sp\nfrom os import system\n\nsystem('id')\nsp.check_output(['echo', 'hi'])\n")
+    result = only(path)
+    assert str(result.verdict) == "malicious"
+    names = sorted(f.message.split(":")[0] for f in result.findings)
+    assert names == ["calls os.system", "calls subprocess.check_output"]
+    assert {f.location.line for f in result.findings} == {4, 5}
+
+
+def test_python_source_reading_data_is_clean(tmp_path):
+    path = tmp_path / "dataset.py"
+    path.write_text("import csv, json, os\n\ndef rows(path):\n    with open(os.path.join(path, 'a.csv')) as f:\n"
+                    "        yield from csv.reader(f)\n")
+    assert str(only(path).verdict) == "clean"
+
+
+def test_python_source_that_does_not_parse_is_inconclusive(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("print 'python 2'\n")
+    result = only(path)
+    assert str(result.verdict) == "inconclusive"
+    assert "does not parse" in result.problems[0].reason
+
+
+@pytest.mark.parametrize("cell, verdict", [
+    (["import os\n", "os.system('id')\n"], "malicious"),
+    (["!echo hi\n"], "suspicious"),
+    (["import numpy as np\n", "x = np.zeros(3)\n"], "clean"),
+])
+def test_notebook_code_cells(tmp_path, cell, verdict):
+    path = tmp_path / "demo.ipynb"
+    path.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": ["# os.system('id')"]},
+                                          {"cell_type": "code", "source": cell}], "nbformat": 4}))
+    assert str(only(path).verdict) == verdict
+
+
+def test_plain_text_and_images_are_clean(tmp_path):
+    (tmp_path / "README.md").write_text("# a model card\n")
+    (tmp_path / "pixel.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    report = malhug.scan(tmp_path)
+    assert {str(f.verdict) for f in report.files} == {"clean"}
+
+
+def test_unrecognised_binary_is_inconclusive(tmp_path):
+    path = tmp_path / "blob.bin"
+    path.write_bytes(bytes(range(256)) * 4)
+    result = only(path)
+    assert str(result.verdict) == "inconclusive"
+    assert "unrecognised" in result.problems[0].reason
