@@ -91,3 +91,23 @@ def test_unrecognised_binary_is_inconclusive(tmp_path):
     result = only(path)
     assert str(result.verdict) == "inconclusive"
     assert "unrecognised" in result.problems[0].reason
+
+
+def test_linked_files_are_scanned_and_broken_links_reported(tmp_path):
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("id",))
+
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (blobs / "abc123").write_bytes(pickle.dumps(Payload()))
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "pytorch_model.bin").symlink_to(blobs / "abc123")
+    (snapshot / "missing.bin").symlink_to(blobs / "nothing-here")
+    report = malhug.scan(snapshot)
+    verdicts = {os.path.basename(f.path): str(f.verdict) for f in report.files}
+    assert verdicts == {"pytorch_model.bin": "malicious", "missing.bin": "inconclusive"}

@@ -20,7 +20,7 @@ from .limits import DEFAULT_LIMITS, Deadline, LimitExceeded, Limits
 class ScanOptions:
     limits: Limits = DEFAULT_LIMITS
     hash_max_bytes: int = 512 * 1024 * 1024  # larger files get no sha256 unless asked
-    follow_symlinks: bool = False
+    follow_symlinks: bool = False  # into linked folders; linked files are always scanned
     keep_traces: bool = False  # keep pickle traces on results (for explain)
     exclude_dirs: tuple = field(default=(".git", ".hg", ".svn", "__pycache__"))
 
@@ -32,10 +32,7 @@ def iter_files(target: Path, options: ScanOptions) -> Iterator[Path]:
     for root, dirs, files in os.walk(target, followlinks=options.follow_symlinks):
         dirs[:] = sorted(d for d in dirs if d not in options.exclude_dirs)
         for name in sorted(files):
-            path = Path(root) / name
-            if path.is_symlink() and not options.follow_symlinks:
-                continue
-            yield path
+            yield Path(root) / name  # a linked file is scanned (a broken link says so)
 
 
 def scan_paths(targets: Iterable[str | os.PathLike], options: ScanOptions | None = None) -> Report:
