@@ -111,3 +111,21 @@ def test_linked_files_are_scanned_and_broken_links_reported(tmp_path):
     report = malhug.scan(snapshot)
     verdicts = {os.path.basename(f.path): str(f.verdict) for f in report.files}
     assert verdicts == {"pytorch_model.bin": "malicious", "missing.bin": "inconclusive"}
+
+
+def test_a_reader_crash_makes_the_file_inconclusive_not_the_scan_fail(tmp_path, monkeypatch):
+    from malhug import formats
+
+    def explode(stream, ctx, member, depth):
+        raise KeyError("boom")
+
+    monkeypatch.setitem(formats.handlers(), "safetensors", explode)
+    path = tmp_path / "model.safetensors"
+    save_file({"w": np.zeros(2, dtype=np.float32)}, str(path))
+    (tmp_path / "notes.txt").write_text("fine\n")
+    report = malhug.scan(tmp_path)
+    verdicts = {f.format: str(f.verdict) for f in report.files}
+    assert verdicts["text"] == "clean"
+    broken = [f for f in report.files if f.path.endswith(".safetensors")][0]
+    assert str(broken.verdict) == "inconclusive"
+    assert "internal error" in broken.problems[0].reason

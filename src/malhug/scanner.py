@@ -71,6 +71,8 @@ def scan_file(path: str | os.PathLike, options: ScanOptions | None = None) -> Fi
         ctx.add_problem(None, f"cannot read: {exc.strerror or exc}")
     except RecursionError:
         ctx.add_problem(None, "input nested too deeply to read")
+    except Exception as exc:  # a reader bug must not pass a file as clean, nor stop the scan
+        ctx.add_problem(None, f"internal error while reading: {type(exc).__name__}: {exc}")
     result = FileResult(
         path=display,
         format=fmt,
