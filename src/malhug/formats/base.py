@@ -52,10 +52,16 @@ class ScanContext:
             raise LimitExceeded("max_members", f"more than {self.limits.max_members} members")
 
     def record_member(self, name: str | None, fmt: str, analysed: bool = True, note: str = "") -> None:
-        """Give one artefact its own result, judged from the findings and problems located in it."""
+        """Give one artefact its own result, judged from the findings and problems located in it
+        and in what it contains (the file itself: everything)."""
         key = name or ""
-        mine = [f for f in self.findings if (f.location.member or "") == key]
-        issues = [p for p in self.problems if (p.location.member or "") == key]
+
+        def inside(location) -> bool:
+            member = location.member or ""
+            return not key or member == key or member.startswith(key + ":")
+
+        mine = [f for f in self.findings if inside(f.location)]
+        issues = [p for p in self.problems if inside(p.location)]
         self.members.append(MemberResult(key or "(file)", fmt, verdict_for(mine, issues), analysed, note))
 
 

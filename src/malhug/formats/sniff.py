@@ -10,7 +10,9 @@ from ..limits import Limits
 
 SNIFF_BYTES = 64 * 1024
 
-TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+# The legacy format's first pickle is this number, written as LONG1 after PROTO (and, from
+# protocol 4 on, after a FRAME).
+TORCH_LEGACY_NUMBER = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 _MAGICS = [
     (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"PK\x07\x08", "zip"),
@@ -31,7 +33,7 @@ CODE_SUFFIXES = (".py", ".pyw", ".ipynb")
 
 
 def sniff(head: bytes, name: str = "") -> str:
-    if head.startswith(TORCH_LEGACY_MAGIC):
+    if _is_torch_legacy(head):
         return "torch_legacy"
     for magic, fmt in _MAGICS:
         if head.startswith(magic):
@@ -48,16 +50,25 @@ def sniff(head: bytes, name: str = "") -> str:
         return "pickle"
     if _is_safetensors(head):
         return "safetensors"
+    if not head:
+        return "empty"
     if _is_text(head):
         lowered = name.lower()
         if lowered.endswith(CODE_SUFFIXES):
             return "python"
         return "text"
-    if not head:
-        return "empty"
     if len(head) >= 263 and _is_old_tar(head):
         return "tar"
     return "unknown"
+
+
+def _is_torch_legacy(head: bytes) -> bool:
+    if len(head) < 2 or head[0] != 0x80:
+        return False
+    body = head[2:]
+    if body[:1] == b"\x95":
+        body = body[9:]
+    return body.startswith(TORCH_LEGACY_NUMBER)
 
 
 def _is_zlib(head: bytes) -> bool:
@@ -80,7 +91,8 @@ def _is_text(head: bytes) -> bool:
         head.decode("utf-8")
         return True
     except UnicodeDecodeError as exc:
-        return exc.start >= len(head) - 4  # a character cut by the sniff window
+        # a character cut by the sniff window, not a byte that can never start one
+        return exc.start >= len(head) - 4 and exc.reason == "unexpected end of data"
 
 
 def _is_old_tar(head: bytes) -> bool:
@@ -105,6 +117,8 @@ def _looks_like_pickle(head: bytes) -> bool:
     trace = PickleMachine(ByteReader(io.BytesIO(head)), _PROBE_LIMITS).run()
     if trace.pickles:
         return True
-    if trace.error and trace.error.startswith("truncated") and trace.end_offset >= len(head) - 1:
-        return trace.opcodes >= 3  # valid all the way to the end of the sniff window
+    if trace.error and trace.error.startswith("truncated") and "negative" not in trace.error:
+        # valid all the way to the end of the input or of the sniff window; a complete
+        # import already runs code (the imported module's top level) in a real load
+        return trace.opcodes >= 3 or bool(trace.globals) or head[0] == 0x80
     return bool(trace.calls) and any(call.kind != "persistent_load" for call in trace.calls)
