@@ -46,23 +46,34 @@ def exit_code(report: Report, fail_on: str) -> int:
         failed = any(finding.severity >= gate for finding in report.findings())
     if failed:
         return EXIT_FINDINGS
-    if report.errors or any(f.verdict is not Verdict.CLEAN for f in report.files):
+    # below the gate, findings do not fail the run; what was not fully read still does
+    if report.errors or any(f.verdict is Verdict.INCONCLUSIVE or f.problems for f in report.files):
         return EXIT_INCONCLUSIVE
     return EXIT_CLEAN
 
 
 def _limits(pairs: list[str]):
+    from dataclasses import fields
+
     from .limits import DEFAULT_LIMITS
 
+    known = {f.name for f in fields(DEFAULT_LIMITS)}
     overrides = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
+        name = name.strip()
         if not sep:
             raise ValueError(f"--limit takes NAME=VALUE, not {pair!r}")
-        current = getattr(DEFAULT_LIMITS, name, None)
-        if current is None:
-            raise ValueError(f"unknown limit {name!r}")
-        overrides[name] = type(current)(value)
+        if name not in known:
+            raise ValueError(f"unknown limit {name!r} (known: {', '.join(sorted(known))})")
+        kind = type(getattr(DEFAULT_LIMITS, name))
+        try:
+            parsed = kind(value.strip())
+        except ValueError:
+            raise ValueError(f"--limit {name} takes a number, not {value!r}") from None
+        if parsed < 0:
+            raise ValueError(f"--limit {name} cannot be negative")
+        overrides[name] = parsed
     return DEFAULT_LIMITS.with_overrides(**overrides)
 
 

@@ -5,6 +5,7 @@ it is bounded in size whatever the input (shared and deeply nested values are cu
 """
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass
 
 from ..limits import DEFAULT_LIMITS, Limits
@@ -15,6 +16,7 @@ from .values import (
 
 MAX_ITEMS = 8  # container items shown before `...`
 MAX_LITERAL = 160  # characters of a literal shown before it is cut
+MAX_NODES = 400  # values rendered per statement: shared memo references cannot blow it up
 
 
 @dataclass
@@ -27,10 +29,12 @@ class Program:
 class Renderer:
     def __init__(self, limits: Limits = DEFAULT_LIMITS):
         self.max_depth = limits.max_render_depth
+        self._budget = MAX_NODES
 
     def expr(self, value, depth: int = 0) -> str:
-        if depth > self.max_depth:
+        if depth > self.max_depth or self._budget <= 0:
             return "..."
+        self._budget -= 1
         if isinstance(value, Const):
             return _literal(value.value)
         if isinstance(value, Result):
@@ -81,6 +85,7 @@ class Renderer:
         return ", ".join(parts)
 
     def statement(self, call: Call) -> str:
+        self._budget = MAX_NODES
         func = self.expr(call.func) if call.func is not None else "persistent_load"
         args = self._arguments(call)
         kind = call.kind
@@ -115,20 +120,31 @@ class Renderer:
             mapping.append((len(lines), call.offset))
         if not truncated:
             for index, value in enumerate(trace.results):
-                lines.append(f"result_{index} = {self.expr(value)}")
+                self._budget = MAX_NODES
+                text = f"result_{index} = {self.expr(value)}"
+                if size + len(text) > max_chars:
+                    truncated = True
+                    lines.append("...  # program cut: too long to show")
+                    break
+                size += len(text)
+                lines.append(text)
         return Program("\n".join(lines) + "\n", mapping, truncated)
+
+
+def _is_name(part: str) -> bool:
+    return part.isidentifier() and not keyword.iskeyword(part)
 
 
 def dotted(qualname: str) -> str:
     parts = qualname.split(".")
-    if all(part.isidentifier() for part in parts):
+    if all(_is_name(part) for part in parts):
         return qualname
     return f"__import__({qualname!r})"
 
 
 def _import_of(qualname: str) -> str | None:
     parts = qualname.split(".")
-    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+    if len(parts) < 2 or not all(_is_name(part) for part in parts):
         return None
     return parts[0]
 
@@ -141,11 +157,17 @@ def _callee(text: str) -> str:
 
 
 def _literal(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * MAX_LITERAL:
+        return "..."  # repr of a huge int is slow, and refused past sys.get_int_max_str_digits()
     text = repr(value)
     if len(text) <= MAX_LITERAL:
         return text
     if isinstance(value, (str, bytes, bytearray)):
-        return f"({_literal(value[:MAX_LITERAL // 2])} + ...)"
+        # escapes make repr longer than the value: shrink the prefix until its repr fits
+        length = MAX_LITERAL // 2
+        while length > 1 and len(repr(value[:length])) > MAX_LITERAL:
+            length //= 2
+        return f"({repr(value[:length])} + ...)"
     return "..."
 
 

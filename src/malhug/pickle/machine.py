@@ -281,13 +281,13 @@ class PickleMachine:
         elif text == b"01":
             self._push(Const(True))
         else:
-            self._push(Const(_parse_int(text, "INT")))
+            self._push(Const(_parse_literal_int(text, "INT")))
 
     def _op_LONG(self):
         text = self._line()
         if text.endswith(b"L"):
             text = text[:-1]
-        self._push(Const(_parse_int(text, "LONG")))
+        self._push(Const(_parse_literal_int(text, "LONG")))
 
     def _op_BININT(self):
         self._push(Const(self._uint(4, "<i")))
@@ -585,6 +585,26 @@ def _parse_int(text: bytes, opcode: str) -> int:
         return int(text)
     except ValueError:
         raise PickleError(f"bad {opcode} argument") from None
+
+
+def _parse_literal_int(text: bytes, opcode: str) -> int:
+    """INT and LONG as the C unpickler reads them: strtol(s, 0) or int(s, 0), so `0x1f`, `017`
+    (octal, strtol) and `1_000` are numbers too; decimal with leading zeros as a last resort."""
+    for parse in (lambda t: int(t, 0), _strtol_base0, int):
+        try:
+            return parse(text)
+        except ValueError:
+            continue
+    raise PickleError(f"bad {opcode} argument")
+
+
+def _strtol_base0(text: bytes) -> int:
+    body = text.lstrip(b" \t\r\f\v")
+    sign = -1 if body[:1] == b"-" else 1
+    body = body[1:] if body[:1] in (b"-", b"+") else body
+    if len(body) > 1 and body[:1] == b"0" and body[1:2] not in (b"x", b"X"):
+        return sign * int(body, 8)
+    raise ValueError(text)
 
 
 def _utf8(text: bytes, opcode: str) -> str:

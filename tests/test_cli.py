@@ -1,0 +1,162 @@
+"""The command line: exit codes, options, and one run as a real process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import opcodes as op
+
+from malhug.cli import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INCONCLUSIVE, main
+
+
+@pytest.fixture
+def files(tmp_path):
+    """One file per verdict, written as bytes."""
+    paths = {
+        "clean": (op.proto(2) + op.empty_dict() + op.stop(), "clean.pkl"),
+        "critical": (op.call("os", "system", "id"), "critical.pkl"),
+        "high": (op.call("pickle", "loads", "x"), "high.pkl"),
+        "medium": (op.call("mymodule", "helper"), "medium.pkl"),
+        "info": (op.proto(2) + op.empty_dict() + op.stop() + b"\x00junk", "info.pkl"),
+        "inconclusive": (op.proto(2) + op.empty_dict(), "truncated.pkl"),
+        "medium+broken": (op.proto(2) + op.global_("mymodule", "helper") + op.empty_tuple() + op.reduce() + b"\xff", "broken.pkl"),
+    }
+    out = {}
+    for key, (data, name) in paths.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        out[key] = str(path)
+    return out
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    return code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("key,code", [
+    ("clean", EXIT_CLEAN), ("critical", EXIT_FINDINGS), ("high", EXIT_FINDINGS), ("medium", EXIT_FINDINGS),
+    ("info", EXIT_CLEAN), ("inconclusive", EXIT_INCONCLUSIVE), ("medium+broken", EXIT_FINDINGS),
+])
+def test_default_exit_codes(files, capsys, key, code):
+    assert _run(capsys, "scan", files[key])[0] == code
+
+
+@pytest.mark.parametrize("gate,key,code", [
+    ("critical", "medium", EXIT_CLEAN),
+    ("critical", "high", EXIT_CLEAN),
+    ("critical", "critical", EXIT_FINDINGS),
+    ("high", "high", EXIT_FINDINGS),
+    ("high", "medium", EXIT_CLEAN),
+    ("medium", "medium", EXIT_FINDINGS),
+    ("low", "info", EXIT_CLEAN),
+    ("low", "medium", EXIT_FINDINGS),
+    ("critical", "inconclusive", EXIT_INCONCLUSIVE),
+    ("critical", "medium+broken", EXIT_INCONCLUSIVE),
+    ("suspicious", "clean", EXIT_CLEAN),
+])
+def test_fail_on(files, capsys, gate, key, code):
+    assert _run(capsys, "scan", "--fail-on", gate, files[key])[0] == code
+
+
+def test_several_paths_worst_wins(files, capsys):
+    assert _run(capsys, "scan", files["clean"], files["inconclusive"])[0] == EXIT_INCONCLUSIVE
+    assert _run(capsys, "scan", files["clean"], files["inconclusive"], files["critical"])[0] == EXIT_FINDINGS
+
+
+def test_folder_is_scanned(files, tmp_path, capsys):
+    code, out = _run(capsys, "scan", str(tmp_path))
+    assert code == EXIT_FINDINGS
+    assert "critical.pkl" in out.out and "MALICIOUS" in out.out
+
+
+def test_missing_path_is_not_clean(tmp_path, capsys):
+    code, out = _run(capsys, "scan", str(tmp_path / "nope.pkl"))
+    assert code == EXIT_INCONCLUSIVE
+    assert "no such file" in out.out
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["scan"], ["frobnicate"], ["scan", "--format", "xml", "x"], ["scan", "--fail-on", "nope", "x"],
+])
+def test_usage_errors_exit_3(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == EXIT_ERROR
+
+
+@pytest.mark.parametrize("limit", ["no_such_limit=3", "with_overrides=1", "__class__=1", "max_opcodes", "max_opcodes=lots", "max_opcodes=-1"])
+def test_bad_limit_is_a_usage_error(files, capsys, limit):
+    code, out = _run(capsys, "scan", "--limit", limit, files["clean"])
+    assert code == EXIT_ERROR
+    assert "error" in out.err
+
+
+def test_limit_override_is_applied(files, capsys):
+    code, _ = _run(capsys, "scan", "--limit", "seconds_per_file=60", "--limit", "kept_bytes=16", files["critical"])
+    assert code == EXIT_FINDINGS
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "malhug" in capsys.readouterr().out
+
+
+def test_text_report_shows_evidence(files, capsys):
+    code, out = _run(capsys, "scan", files["critical"])
+    assert "os.system('id')" in out.out
+    assert "command_exec" in out.out
+
+
+def test_text_report_hides_clean_files_unless_verbose(files, capsys):
+    _, out = _run(capsys, "scan", files["clean"])
+    assert "clean.pkl" not in out.out
+    _, out = _run(capsys, "scan", "-v", files["clean"])
+    assert "clean.pkl" in out.out and "member (file)" in out.out
+
+
+def test_quiet_one_line_per_finding(files, capsys):
+    _, out = _run(capsys, "scan", "-q", files["critical"], files["inconclusive"])
+    lines = [line for line in out.out.splitlines() if not line.startswith("malhug ")]
+    assert len(lines) == 2
+    assert "critical pickle-dangerous-callable" in lines[0]
+    assert "inconclusive" in lines[1]
+
+
+def test_json_to_output_file(files, tmp_path, capsys):
+    report = tmp_path / "out" / "report.json"
+    report.parent.mkdir()
+    code, out = _run(capsys, "scan", "--format", "json", "-o", str(report), files["critical"])
+    assert code == EXIT_FINDINGS
+    assert out.out == ""
+    data = json.loads(report.read_text("utf-8"))
+    assert data["files"][0]["verdict"] == "malicious"
+
+
+def test_json_to_stdout(files, capsys):
+    code, out = _run(capsys, "scan", "--format", "json", files["clean"])
+    assert code == EXIT_CLEAN
+    assert json.loads(out.out)["summary"]["verdict"] == "clean"
+
+
+def test_as_a_process(files, tmp_path):
+    env = dict(os.environ)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    output = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "malhug", "scan", "--format", "json", "-o", str(output), files["critical"], files["clean"]],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == EXIT_FINDINGS, proc.stderr
+    data = json.loads(output.read_text("utf-8"))
+    assert [f["verdict"] for f in data["files"]] == ["malicious", "clean"]
+    proc = subprocess.run([sys.executable, "-m", "malhug", "scan", "--limit", "bogus=1", files["clean"]],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == EXIT_ERROR
