@@ -135,7 +135,7 @@ def _zeros_gzip(path, megabytes: int) -> None:
 def test_gzip_bomb_is_stopped_by_ratio_or_member_size(tmp_path):
     path = tmp_path / "bomb.gz"
     _zeros_gzip(path, 200)
-    result = _scan(path)
+    result = _scan(path, limits={"ratio_floor": 16 << 20})
     assert result.verdict == Verdict.SUSPICIOUS
     assert any(f.rule == "hostile-shape" and "max_ratio" in f.message for f in result.findings)
     result = _scan(path, limits={"max_member_size": 32 << 20, "max_ratio": 10**6})
@@ -146,7 +146,7 @@ def test_gzip_bomb_is_stopped_by_ratio_or_member_size(tmp_path):
 def test_bz2_bomb_is_a_hostile_shape(tmp_path):
     path = tmp_path / "bomb.bz2"
     path.write_bytes(bz2.compress(bytes(24 << 20)))
-    result = _scan(path)
+    result = _scan(path, limits={"ratio_floor": 16 << 20})
     assert result.verdict == Verdict.SUSPICIOUS
     assert any(f.rule == "hostile-shape" and "max_ratio" in f.message for f in result.findings)
 
@@ -312,7 +312,7 @@ def test_7z_member_is_refused_on_its_declared_size(tmp_path):
 def test_7z_bomb_is_refused_before_decompressing(tmp_path):
     path = tmp_path / "bomb.7z"
     _seven_zip(path, {"zeros.bin": bytes(40 << 20)})
-    result = _scan(path)
+    result = _scan(path, limits={"ratio_floor": 16 << 20})
     assert result.verdict == Verdict.SUSPICIOUS
     assert any("max_ratio" in p.reason for p in result.problems)
 

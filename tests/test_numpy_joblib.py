@@ -85,6 +85,14 @@ def test_joblib_arrays_and_models_are_clean(tmp_path, compression):
         assert result.format == COMPRESSED_MEMBER[compression].strip("<>")
 
 
+@pytest.mark.parametrize("compression", [c for c in JOBLIB_COMPRESSIONS if c])
+def test_highly_compressible_zero_arrays_are_clean(tmp_path, compression):
+    # 64 MB of zeros shrinks more than 1000 times with every codec: ordinary, not a bomb.
+    path = tmp_path / "sparse.joblib"
+    joblib.dump({"mask": np.zeros(8 << 20), "bias": np.ones(3)}, path, compress=_compress_arg(compression))
+    _assert_clean(_scan(path))
+
+
 @pytest.mark.parametrize("compression", JOBLIB_COMPRESSIONS)
 def test_payload_after_an_array_is_found(tmp_path, compression):
     path = tmp_path / "model.joblib"

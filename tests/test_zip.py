@@ -171,7 +171,7 @@ def _deflated_bomb_pickle(size: int) -> bytes:
 
 def test_compression_ratio_beyond_the_limit_is_hostile(tmp_path):
     data = make_zip({"bomb.pkl": _deflated_bomb_pickle(32 * 1024 * 1024)}, zipfile.ZIP_DEFLATED)
-    result = scan_bytes(tmp_path, data, limits={"max_ratio": 100})
+    result = scan_bytes(tmp_path, data, limits={"max_ratio": 100, "ratio_floor": 16 << 20})
     assert str(result.verdict) == "suspicious"
     assert any(f.rule == "hostile-shape" and f.location.member == "bomb.pkl" for f in result.findings)
 

@@ -24,6 +24,7 @@ class Limits:
     max_depth: int = 8  # nested containers / nested payloads
     max_member_size: int = 4 * GIB  # decompressed size of one member we are willing to read
     max_ratio: int = 1000  # decompressed / compressed, beyond which the shape itself is hostile
+    ratio_floor: int = 256 * MIB  # below this much output a high ratio is ordinary (zero arrays)
     max_scan_bytes: int = 64 * GIB  # bytes read from all inputs of one scan
     # rendering evidence
     max_evidence_chars: int = 400

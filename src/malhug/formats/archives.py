@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from ..limits import LimitExceeded
 from .base import ScanContext, join_member, peek_stream
-from .decompress import CODECS, RATIO_FLOOR, DecompressingStream
+from .decompress import CODECS, DecompressingStream
 
 GZIP_NAME_MAX = 200
 SPOOL_IN_MEMORY = 64 * 1024 * 1024  # larger 7z inputs and members spill to an anonymous temp file
@@ -204,7 +204,7 @@ def _sevenzip_targets(archive, ctx: ScanContext, member: str | None) -> list:
 
 def _check_sevenzip_ratio(targets: list, packed: int, ctx: ScanContext) -> None:
     declared = sum(entry.uncompressed for entry in targets)
-    if declared > RATIO_FLOOR and declared > ctx.limits.max_ratio * max(packed, 1):
+    if declared > ctx.limits.ratio_floor and declared > ctx.limits.max_ratio * max(packed, 1):
         raise LimitExceeded("max_ratio", f"7z members declare {declared} bytes in a {packed} byte archive",
                             hostile=True)
 

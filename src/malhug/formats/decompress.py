@@ -17,7 +17,6 @@ from ..limits import MIB, Deadline, LimitExceeded, Limits
 
 INPUT_CHUNK = 16 * 1024  # small, so the ratio is measured against input actually consumed
 OUTPUT_CHUNK = 1 * MIB
-RATIO_FLOOR = 10 * MIB  # below this much output a high ratio is ordinary (runs of zeros)
 LZMA_MEMLIMIT = 512 * MIB  # an .lzma header may declare a 4 GiB dictionary
 
 CODEC_ERRORS = (zlib.error, OSError, lzma.LZMAError, EOFError, RuntimeError, ValueError)
@@ -121,7 +120,7 @@ class DecompressingStream(io.RawIOBase):
         self.bytes_out += produced
         limits = self._limits
         ratio = self.bytes_out / max(self.bytes_in, 1)
-        if self.bytes_out > RATIO_FLOOR and ratio > limits.max_ratio:
+        if self.bytes_out > limits.ratio_floor and ratio > limits.max_ratio:
             self._fail(LimitExceeded(
                 "max_ratio", f"{self._codec_name} data expands more than {limits.max_ratio} times",
                 hostile=True))

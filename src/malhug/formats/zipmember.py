@@ -16,7 +16,6 @@ from ..limits import MIB, LimitExceeded, Limits
 from .zipreader import Entry, read_at
 
 STORED, DEFLATED, BZIP2, LZMA = 0, 8, 12, 14
-RATIO_FLOOR = 10 * MIB  # below this, a high ratio is ordinary (zeros, padding, text)
 _INPUT_CHUNK = 64 * 1024
 _OUTPUT_CHUNK = 1 * MIB
 _DECOMPRESS_ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)
@@ -38,7 +37,7 @@ def open_member(stream: BinaryIO, entry: Entry, limits: Limits) -> BinaryIO:
     factory = _DECOMPRESSORS.get(entry.method)
     if factory is None:
         raise UnsupportedMethod(f"compression method {entry.method} is not supported")
-    return Decompressing(raw, factory(), limits.max_member_size, limits.max_ratio)
+    return Decompressing(raw, factory(), limits.max_member_size, limits.max_ratio, limits.ratio_floor)
 
 
 class Slice(io.RawIOBase):
@@ -83,11 +82,12 @@ class Slice(io.RawIOBase):
 class Decompressing(io.RawIOBase):
     """Decompresses as it is read, never more than asked; a broken stream just ends (see error)."""
 
-    def __init__(self, source: BinaryIO, decompressor, max_size: int, max_ratio: int):
+    def __init__(self, source: BinaryIO, decompressor, max_size: int, max_ratio: int, ratio_floor: int):
         self._source = source
         self._decompressor = decompressor
         self._max_size = max_size
         self._max_ratio = max_ratio
+        self._ratio_floor = ratio_floor
         self._done = False
         self.consumed = 0
         self.produced = 0
@@ -137,7 +137,7 @@ class Decompressing(io.RawIOBase):
         if self.produced > self._max_size:
             self._done = True
             raise LimitExceeded("max_member_size", f"member decompresses past {self._max_size} bytes")
-        if self.produced > RATIO_FLOOR and self.produced > self._max_ratio * max(self.consumed, 1):
+        if self.produced > self._ratio_floor and self.produced > self._max_ratio * max(self.consumed, 1):
             self._done = True
             detail = f"member decompresses more than {self._max_ratio} times its size"
             raise LimitExceeded("max_ratio", detail, hostile=True)
