@@ -13,7 +13,8 @@ import zlib
 from typing import BinaryIO
 
 from ..limits import MIB, LimitExceeded, Limits
-from .zipreader import Entry, read_at
+from ..streams import Slice
+from .zipreader import Entry
 
 STORED, DEFLATED, BZIP2, LZMA = 0, 8, 12, 14
 _INPUT_CHUNK = 64 * 1024
@@ -38,45 +39,6 @@ def open_member(stream: BinaryIO, entry: Entry, limits: Limits) -> BinaryIO:
     if factory is None:
         raise UnsupportedMethod(f"compression method {entry.method} is not supported")
     return Decompressing(raw, factory(), limits.max_member_size, limits.max_ratio, limits.ratio_floor)
-
-
-class Slice(io.RawIOBase):
-    """[offset, offset + length) of a shared seekable stream, seen from position 0."""
-
-    def __init__(self, stream: BinaryIO, offset: int, length: int):
-        self._stream = stream
-        self._offset = offset
-        self._length = max(0, length)
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
-        self._pos = min(max(base + pos, 0), self._length)
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            n = self._length - self._pos
-        n = min(n, self._length - self._pos)
-        if n <= 0:
-            return b""
-        data = read_at(self._stream, self._offset + self._pos, n)
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 class Decompressing(io.RawIOBase):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ..limits import Deadline
+from ..streams import read_at
 
 LOCAL_SIG = b"PK\x03\x04"
 CENTRAL_SIG = b"PK\x01\x02"
@@ -312,8 +313,3 @@ def _gaps(covered: list, start: int, end: int):
             return
     if pos < end:
         yield pos, end
-
-
-def read_at(stream: BinaryIO, offset: int, size: int) -> bytes:
-    stream.seek(offset)
-    return stream.read(size) if size > 0 else b""

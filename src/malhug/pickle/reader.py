@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 from typing import BinaryIO
 
+from ..streams import Slice
+
 CHUNK = 64 * 1024
 
 
@@ -130,62 +132,13 @@ class ByteReader:
         """A reader over an earlier region of the same stream (only for seekable streams)."""
         if not self._seekable:
             return None
-        return ByteReader(_RegionStream(self._stream, offset, length), start=offset, end=offset + length)
+        return ByteReader(Slice(self._stream, offset, length), start=offset, end=offset + length)
 
 
 class LineTooLong(Exception):
     def __init__(self, limit: int):
         self.limit = limit
         super().__init__(f"text argument longer than {limit} bytes")
-
-
-class _RegionStream(io.RawIOBase):
-    """Reads [offset, offset+length) of a shared seekable stream, restoring its position."""
-
-    def __init__(self, stream: BinaryIO, offset: int, length: int):
-        self._stream = stream
-        self._start = offset
-        self._end = offset + length
-        self._pos = offset
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._pos = pos
-        elif whence == io.SEEK_CUR:
-            self._pos += pos
-        else:
-            self._pos = self._end + pos
-        self._pos = min(max(self._pos, self._start), self._end)
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            n = self._end - self._pos
-        n = min(n, self._end - self._pos)
-        if n <= 0:
-            return b""
-        saved = self._stream.tell()
-        try:
-            self._stream.seek(self._pos)
-            data = self._stream.read(n)
-        finally:
-            self._stream.seek(saved)
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _is_seekable(stream) -> bool:
