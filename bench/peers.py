@@ -1,0 +1,317 @@
+"""The three scanners under test, each run as a subprocess and its answer mapped to one verdict.
+
+    python bench/peers.py install        # create bench/.cache/peers-venv with the pinned peers
+    python bench/peers.py check          # show versions and a smoke run of each tool
+    python bench/peers.py run TOOL PATH  # one measured run, printed as JSON
+
+Tools:
+  malhug      `python -m malhug scan PATH --format json` with the project's virtualenv
+              (override the interpreter with MALHUG_PYTHON). Exit codes: 0 clean,
+              1 findings, 2 inconclusive, 3 error; the verdict is read from the JSON report.
+  picklescan  `picklescan -p PATH` (console script; note `python -m picklescan` always exits 0).
+              Exit codes: 0 no dangerous global, 1 dangerous globals found, 2 scan error
+              (2 wins over 1, so the summary line "Dangerous globals: N" is read as well).
+  modelscan   `modelscan scan -p PATH -r json -o FILE`, run from an empty folder so that no
+              stray modelscan-settings.toml is picked up. Exit codes: 0 clean, 1 issues,
+              2 scan errors (wins over 1, so the JSON "issues" list is read as well),
+              3 no supported file was scanned, 4 usage error.
+
+Every run gives one of these verdicts:
+  malicious / suspicious  the tool flagged the file (`flagged` is true)
+  clean                   the tool scanned and found nothing
+  inconclusive            malhug could not fully read the input (never counted as clean)
+  skipped                 the tool scanned nothing (modelscan exit 3: unsupported file)
+  error / timeout         the tool failed or ran out of time
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import venv
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CACHE = BENCH / ".cache"
+RESULTS = BENCH / "results"
+PEERS_VENV = CACHE / "peers-venv"
+REQUIREMENTS = BENCH / "requirements-peers.txt"
+MEASURE = BENCH / "_measure.py"
+
+TOOLS = ("malhug", "picklescan", "modelscan")
+FLAGGED = ("malicious", "suspicious")
+DEFAULT_TIMEOUT = 1800.0
+
+
+def malhug_python() -> str:
+    return os.environ.get("MALHUG_PYTHON") or str(ROOT / ".venv" / "bin" / "python")
+
+
+def peer_bin(name: str) -> Path:
+    return PEERS_VENV / "bin" / name
+
+
+# ---------------------------------------------------------------- installing the peers
+
+def install_peers(force: bool = False) -> None:
+    """Create the isolated peers virtualenv and install the pinned peer scanners into it."""
+    if force or not (PEERS_VENV / "bin" / "python").exists():
+        print(f"creating {PEERS_VENV}", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True, clear=True).create(PEERS_VENV)
+    python = str(PEERS_VENV / "bin" / "python")
+    if not force and _pins_satisfied(python):
+        return
+    print(f"installing peers from {REQUIREMENTS.name}", file=sys.stderr)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "-r", str(REQUIREMENTS)], check=True)
+
+
+def _pinned() -> dict[str, str]:
+    pins = {}
+    for line in REQUIREMENTS.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.split("[", 1)[0].strip().lower()] = version.strip()
+    return pins
+
+
+def _pins_satisfied(python: str) -> bool:
+    done = subprocess.run([python, "-m", "pip", "freeze", "--disable-pip-version-check"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return False
+    have = {}
+    for line in done.stdout.splitlines():
+        if "==" in line:
+            name, version = line.split("==", 1)
+            have[name.strip().lower()] = version.strip()
+    return all(have.get(name) == version for name, version in _pinned().items())
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    probes = {
+        "malhug": [malhug_python(), "-m", "malhug", "--version"],
+        "picklescan": [str(PEERS_VENV / "bin" / "python"), "-c",
+                       "import importlib.metadata as m; print(m.version('picklescan'))"],
+        "modelscan": [str(peer_bin("modelscan")), "--version"],
+    }
+    for tool, command in probes.items():
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            text = (done.stdout or done.stderr).strip().splitlines()
+            versions[tool] = text[-1] if text else f"exit {done.returncode}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            versions[tool] = f"unavailable ({exc})"
+    return versions
+
+
+# ---------------------------------------------------------------- running a tool
+
+@dataclass
+class Run:
+    tool: str
+    path: str
+    verdict: str
+    exit_code: int | None
+    seconds: float
+    peak_mb: float
+    read_mb: float | None
+    detail: str = ""
+    per_file: dict = field(default_factory=dict)  # folder runs: file (relative) -> verdict
+
+    @property
+    def flagged(self) -> bool:
+        return self.verdict in FLAGGED
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["flagged"] = self.flagged
+        data["seconds"] = round(self.seconds, 3)
+        data["peak_mb"] = round(self.peak_mb, 1)
+        data["read_mb"] = None if self.read_mb is None else round(self.read_mb, 1)
+        return data
+
+
+def command_for(tool: str, path: str, workdir: Path) -> list[str]:
+    if tool == "malhug":
+        return [malhug_python(), "-m", "malhug", "scan", path, "--format", "json"]
+    if tool == "picklescan":
+        return [str(peer_bin("picklescan")), "-p", path]
+    if tool == "modelscan":
+        return [str(peer_bin("modelscan")), "scan", "-p", path, "-r", "json",
+                "-o", str(workdir / "modelscan-report.json")]
+    raise ValueError(f"unknown tool {tool!r}")
+
+
+def run_tool(tool: str, path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT,
+             keep_output: Path | None = None) -> Run:
+    """Run one tool on one file or folder in a fresh measured process; map its answer."""
+    path = str(Path(path).resolve())
+    with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-", dir=_tmp_root()) as tmp:
+        workdir = Path(tmp)
+        out, err, measured = workdir / "stdout", workdir / "stderr", workdir / "measure.json"
+        wrapper = [sys.executable, str(MEASURE), "--out", str(measured), "--stdout", str(out),
+                   "--stderr", str(err), "--timeout", str(timeout), "--cwd", str(workdir), "--"]
+        subprocess.run(wrapper + command_for(tool, path, workdir), check=True)
+        m = json.loads(measured.read_text())
+        stdout = out.read_text(errors="replace")
+        stderr = err.read_text(errors="replace")
+        report_file = workdir / "modelscan-report.json"
+        report = report_file.read_text(errors="replace") if report_file.exists() else ""
+        if keep_output is not None:
+            keep_output.mkdir(parents=True, exist_ok=True)
+            (keep_output / f"{tool}.stdout").write_text(stdout)
+            (keep_output / f"{tool}.stderr").write_text(stderr)
+    run = Run(tool, path, "error", m["exit_code"], m["seconds"], m["peak_rss_kib"] / 1024,
+              None if m["read_bytes"] is None else m["read_bytes"] / 1e6)
+    if m["timed_out"]:
+        run.verdict, run.detail = "timeout", f"killed after {timeout:g}s"
+        return run
+    interpret = {"malhug": _interpret_malhug, "picklescan": _interpret_picklescan,
+                 "modelscan": _interpret_modelscan}[tool]
+    interpret(run, stdout, stderr, report)
+    return run
+
+
+def _tmp_root() -> str:
+    root = CACHE / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    return str(root)
+
+
+def _relative(source: str, base: str) -> str:
+    """The scanned file a tool's message is about, relative to the scanned folder. Members
+    are named `file:member` by both peers, so the longest existing prefix is the file."""
+    parts = source.split(":")
+    for end in range(len(parts), 0, -1):
+        candidate = Path(base, ":".join(parts[:end]))  # absolute sources replace base
+        if candidate.exists():
+            source = str(candidate)
+            break
+    try:
+        return str(Path(source).resolve().relative_to(base))
+    except ValueError:
+        return source
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])[:300]
+
+
+def _interpret_malhug(run: Run, stdout: str, stderr: str, report: str) -> None:
+    try:
+        data = json.loads(stdout)
+    except ValueError:
+        run.verdict, run.detail = "error", f"exit {run.exit_code}: {_tail(stderr)}"
+        return
+    files = data.get("files", [])
+    base = run.path if Path(run.path).is_dir() else str(Path(run.path).parent)
+    run.per_file = {_relative(f["path"], base): f["verdict"] for f in files}
+    run.verdict = data.get("summary", {}).get("verdict", "error")
+    if run.exit_code == 3:
+        run.verdict = "error"
+    notes = []
+    for f in files:
+        for finding in f.get("findings", [])[:2]:
+            notes.append(f"{finding.get('rule')}: {finding.get('evidence', '')[:80]}")
+        for problem in f.get("problems", [])[:2]:
+            notes.append(f"problem: {problem.get('reason', '')[:120]}")
+        if len(notes) >= 3:
+            break
+    run.detail = "; ".join(notes[:3])
+
+
+_PS_COUNT = re.compile(r"^(Scanned files|Infected files|Dangerous globals|Suspicious globals): (\d+)", re.M)
+_PS_FOUND = re.compile(r"^(.*): dangerous import '(.*)' FOUND", re.M)
+_PS_ERROR = re.compile(r"^ERROR: parsing pickle in (.*?): ", re.M)
+
+
+def _interpret_picklescan(run: Run, stdout: str, stderr: str, report: str) -> None:
+    counts = {name: int(value) for name, value in _PS_COUNT.findall(stdout)}
+    dangerous = counts.get("Dangerous globals", 0)
+    found = _PS_FOUND.findall(stdout)
+    base = run.path if Path(run.path).is_dir() else str(Path(run.path).parent)
+    for source, _ in found:
+        run.per_file[_relative(source, base)] = "malicious"
+    for source in _PS_ERROR.findall(stdout):
+        run.per_file.setdefault(_relative(source, base), "error")
+    if dangerous or found or run.exit_code == 1:
+        run.verdict = "malicious"
+        run.detail = "; ".join(sorted({g for _, g in found}))[:200]
+        if run.exit_code == 2:
+            run.detail = "scan error too; " + run.detail
+    elif run.exit_code == 0 and "Scanned files" in counts:
+        run.verdict = "clean"
+        notes = []
+        if counts.get("Suspicious globals"):
+            notes.append(f"{counts['Suspicious globals']} suspicious (unlisted) globals, not flagged")
+        if "could not parse" in stdout:
+            notes.append("could not parse as pickle; reported clean")
+        run.detail = "; ".join(notes)
+    else:
+        run.verdict = "error"
+        run.detail = f"exit {run.exit_code}: {_tail(stdout + stderr)}"
+
+
+def _interpret_modelscan(run: Run, stdout: str, stderr: str, report: str) -> None:
+    try:
+        data = json.loads(report)
+    except ValueError:
+        data = None
+    if data is None:
+        run.verdict = "skipped" if run.exit_code == 3 else "error"
+        run.detail = f"exit {run.exit_code}: {_tail(stdout + stderr)}"
+        return
+    issues = data.get("issues", [])
+    errors = data.get("errors", [])
+    base = run.path if Path(run.path).is_dir() else str(Path(run.path).parent)
+    for issue in issues:
+        run.per_file[_relative(str(issue.get("source", "")), base)] = "malicious"
+    for error in errors:
+        if error.get("source"):
+            run.per_file.setdefault(_relative(str(error["source"]), base), "error")
+    if issues:
+        run.verdict = "malicious"
+        operators = sorted({f"{i.get('module')}.{i.get('operator')}" for i in issues})
+        run.detail = "; ".join(operators)[:200]
+        if errors:
+            run.detail = "scan errors too; " + run.detail
+    elif run.exit_code == 0:
+        run.verdict = "clean"
+    elif run.exit_code == 3 and not errors:
+        run.verdict, run.detail = "skipped", "no supported file scanned"
+    else:
+        run.verdict = "error"
+        first = errors[0] if errors else {}
+        run.detail = f"exit {run.exit_code}: {str(first.get('description', first))[:200]}"
+
+
+# ---------------------------------------------------------------- command line
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("install", "check", "run"):
+        print(__doc__)
+        return 2
+    if argv[0] == "install":
+        install_peers(force="--force" in argv)
+        print(json.dumps(tool_versions(), indent=2))
+        return 0
+    if argv[0] == "check":
+        install_peers()
+        print(json.dumps(tool_versions(), indent=2))
+        return 0
+    tool, path = argv[1], argv[2]
+    print(json.dumps(run_tool(tool, path).to_dict(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
