@@ -129,3 +129,10 @@ def test_a_reader_crash_makes_the_file_inconclusive_not_the_scan_fail(tmp_path, 
     broken = [f for f in report.files if f.path.endswith(".safetensors")][0]
     assert str(broken.verdict) == "inconclusive"
     assert "internal error" in broken.problems[0].reason
+
+
+def test_hashing_is_bounded_by_a_limit(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("x" * 100)
+    assert malhug.scan(path).files[0].sha256 is not None
+    assert malhug.scan(path, limits={"hash_max_bytes": 99}).files[0].sha256 is None

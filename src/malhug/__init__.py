@@ -17,8 +17,8 @@ from .findings import FileResult, Finding, Location, Report, Severity, Verdict
 def scan(target: "str | os.PathLike | Iterable[str | os.PathLike]", **options) -> Report:
     """Scan a file, a folder, or several of them, and return the report.
 
-    Options: `limits` (a malhug.limits.Limits, or a dict of overrides), `hash_max_bytes`,
-    `follow_symlinks`.
+    Options: `limits` (a malhug.limits.Limits, or a dict of overrides such as
+    `{"hash_max_bytes": 0}`), `follow_symlinks`.
     """
     from .limits import DEFAULT_LIMITS, Limits
     from .scanner import ScanOptions, scan_paths

@@ -30,6 +30,8 @@ class Limits:
     max_evidence_chars: int = 400
     max_render_depth: int = 24
     max_program_chars: int = 2 * MIB
+    # reporting: files up to this size get a sha256 (one more full read); 0 hashes nothing
+    hash_max_bytes: int = 512 * MIB
     # time
     seconds_per_file: float = 300.0
 

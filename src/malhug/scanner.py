@@ -19,7 +19,6 @@ from .limits import DEFAULT_LIMITS, Deadline, LimitExceeded, Limits
 @dataclass(frozen=True)
 class ScanOptions:
     limits: Limits = DEFAULT_LIMITS
-    hash_max_bytes: int = 512 * 1024 * 1024  # larger files get no sha256 unless asked
     follow_symlinks: bool = False  # into linked folders; linked files are always scanned
     keep_traces: bool = False  # keep pickle traces on results (for explain)
     exclude_dirs: tuple = field(default=(".git", ".hg", ".svn", "__pycache__"))
@@ -63,7 +62,7 @@ def scan_file(path: str | os.PathLike, options: ScanOptions | None = None) -> Fi
         size = os.path.getsize(path)
         with open(path, "rb") as stream:
             fmt = analyse(stream, ctx, None, name=display)
-        if size <= options.hash_max_bytes:
+        if size <= options.limits.hash_max_bytes:
             digest = _sha256(path)
     except LimitExceeded as exc:
         ctx.limit_hit(None, exc)
