@@ -35,7 +35,20 @@ def analyse_pickle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth
         ctx.limit_hit(member, trace.limit, trace.error_offset)
     for payload in verdict.nested:
         _follow(payload, reader, ctx, member, depth)
+    if any(f.rule != "pickle-anomaly" for f in verdict.findings):
+        _analyse_program(trace, ctx, member, depth)
     return trace
+
+
+def _analyse_program(trace: Trace, ctx: ScanContext, member: str | None, depth: int) -> None:
+    """Read what the pickle would run as code: data flow across its calls gives the behaviour
+    (a reverse shell, an exfiltration ...). Only pickles that import something not known to be
+    safe get here, so ordinary checkpoints cost nothing more."""
+    from ..code.engine import Unit, analyse_unit
+    from ..pickle.decompile import Renderer
+
+    program = Renderer(ctx.limits).program(trace, ctx.limits.max_program_chars)
+    analyse_unit(Unit(program.source, "pickle", member, lines=program.lines), ctx, depth)
 
 
 def default_hook() -> CallHook | None:
