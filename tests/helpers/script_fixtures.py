@@ -999,12 +999,8 @@ _add("crypto_mining_thread", "crypto_mining", "thread",
 
 # ================================================================ poc
 
-_add("poc_print", "poc", "plain",
-     "print('pwned') from code run on load",
-     _src('''
-        print("pwned")
-     '''))
-
+# A plain print in a script is what scripts do: it is a proof of execution only where the code
+# was hidden (poc_exec_print) or runs during deserialization (pickles).
 _add("poc_webbrowser", "poc", "plain",
      "webbrowser.open of a rickroll URL at module level",
      _src('''
