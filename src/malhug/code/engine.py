@@ -30,6 +30,7 @@ class Unit:
     lines: list = field(default_factory=list)  # for pickle programs: (line, stream offset)
     origin: str = ""  # for code found inside code: where it came from
     outer_line: int | None = None  # for such code: the line of the outer unit
+    outer_kind: str | None = None  # for such code: the kind of the outer unit
 
 
 def analyse_unit(unit: Unit, ctx, depth: int = 0) -> Analysis | None:
@@ -51,9 +52,10 @@ def analyse_unit(unit: Unit, ctx, depth: int = 0) -> Analysis | None:
     _pattern_findings(unit, ctx, analysis)
     if depth < MAX_CODE_DEPTH:
         for line, code, hidden in analysis.nested_code:
-            nested = Unit(code, "python", unit.member,
-                          origin=f"code {'decoded ' if hidden else ''}from a string at line {line}",
-                          outer_line=_outer(unit, line))
+            outer_line = _outer(unit, line)
+            nested = Unit(code, "python", unit.member, lines=unit.lines,
+                          origin=f"code {'decoded ' if hidden else ''}from a string {_where(unit, outer_line)}",
+                          outer_line=outer_line, outer_kind=unit.outer_kind or unit.kind)
             analyse_unit(nested, ctx, depth + 1)
         for line, blob in analysis.blobs:
             _nested_payload(blob, line, unit, ctx, depth)
@@ -85,10 +87,20 @@ def _finding(behaviour: Behaviour, unit: Unit, ctx, source_lines: list[str]) -> 
 
 
 def _location(unit: Unit, ctx, line: int | None):
-    if unit.kind == "pickle":
-        offset = next((off for ln, off in unit.lines if ln == line), None)
-        return ctx.location(unit.member, offset)
+    if (unit.outer_kind or unit.kind) == "pickle":
+        return ctx.location(unit.member, _offset(unit, line))
     return ctx.location(unit.member, line=line)
+
+
+def _offset(unit: Unit, line: int | None) -> int | None:
+    return next((off for ln, off in unit.lines if ln == line), None)
+
+
+def _where(unit: Unit, line: int) -> str:
+    if (unit.outer_kind or unit.kind) == "pickle":
+        offset = _offset(unit, line)
+        return f"at offset {offset}" if offset is not None else "in the pickle"
+    return f"at line {line}"
 
 
 def _outer(unit: Unit, line: int) -> int:
@@ -100,7 +112,8 @@ def _pattern_findings(unit: Unit, ctx, analysis: Analysis | None = None) -> None
     texts = [(None, unit.text)]
     if analysis is not None:
         texts += [(line, value) for line, value in analysis.strings]
-    seen = set()
+    seen = {f.rule[len("pattern-"):] for f in ctx.findings
+            if f.location.member == unit.member and f.rule.startswith("pattern-")}
     for line, text in texts:
         data = text if isinstance(text, str) else bytes(text).decode("utf-8", "replace")
         for match in _scan_text(data):

@@ -121,6 +121,9 @@ class Interpreter:
         except RecursionError:
             self.result.truncated = True
             self.result.problems.append("code nested too deeply to analyse")
+        if self.budget.exhausted:
+            self.result.truncated = True
+            self.result.problems.append("decoding budget exhausted: hidden code not fully decoded")
         return self.result
 
     # -- statements ---------------------------------------------------------------------------
@@ -519,6 +522,14 @@ class Interpreter:
     @staticmethod
     def _truthy(value: AValue) -> bool:
         return bool(value.const) if value.known else True
+
+    def e_UnaryOp(self, node, env):
+        operand = self.expr(node.operand, env)
+        if operand.known:
+            value = fold.fold_unaryop(type(node.op).__name__, operand.const, self.budget)
+            if value is not fold.NOT_CONSTANT:
+                return const(value, operand.hidden, operand.taint)
+        return AValue(taint=operand.taint, hidden=operand.hidden)
 
     def e_Compare(self, node, env):
         values = [self.expr(node.left, env)] + [self.expr(c, env) for c in node.comparators]
