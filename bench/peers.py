@@ -1,4 +1,4 @@
-"""The three scanners under test, each run as a subprocess and its answer mapped to one verdict.
+"""The scanners under test, each run as a subprocess and its answer mapped to one verdict.
 
     python bench/peers.py install        # create bench/.cache/peers-venv with the pinned peers
     python bench/peers.py check          # show versions and a smoke run of each tool
@@ -16,6 +16,15 @@ Tools:
               2 scan errors (wins over 1, so the JSON "issues" list is read as well),
               3 no supported file was scanned, 4 usage error.
 
+Peers for Python sources (bench/run_scripts.py):
+  guarddog    `guarddog pypi scan DIR --output-format json` (a local folder; a single file is
+              copied into an empty folder first, as guarddog reports nothing for a bare file).
+              Exit code 0 either way; any source-code rule with a match = malicious. The
+              rules that matched and guarddog's own risk label are kept in `extra`.
+  bandit      `bandit -f json -q -r PATH`. Exit 0 no issue, 1 issues; any issue of severity
+              MEDIUM or HIGH = malicious, LOW only = clean; a file bandit could not parse
+              (JSON "errors") = error. Every issue is kept in `extra`.
+
 Every run gives one of these verdicts:
   malicious / suspicious  the tool flagged the file (`flagged` is true)
   clean                   the tool scanned and found nothing
@@ -28,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +54,8 @@ REQUIREMENTS = BENCH / "requirements-peers.txt"
 MEASURE = BENCH / "_measure.py"
 
 TOOLS = ("malhug", "picklescan", "modelscan")
+SCRIPT_TOOLS = ("malhug", "guarddog", "bandit")
+ALL_TOOLS = TOOLS + tuple(t for t in SCRIPT_TOOLS if t not in TOOLS)
 FLAGGED = ("malicious", "suspicious")
 DEFAULT_TIMEOUT = 1800.0
 
@@ -94,15 +106,19 @@ def _pins_satisfied(python: str) -> bool:
     return all(have.get(name) == version for name, version in _pinned().items())
 
 
-def tool_versions() -> dict[str, str]:
+def tool_versions(tools=TOOLS) -> dict[str, str]:
     versions = {}
+    peer_python = str(PEERS_VENV / "bin" / "python")
     probes = {
         "malhug": [malhug_python(), "-m", "malhug", "--version"],
-        "picklescan": [str(PEERS_VENV / "bin" / "python"), "-c",
-                       "import importlib.metadata as m; print(m.version('picklescan'))"],
+        "picklescan": [peer_python, "-c", "import importlib.metadata as m; print(m.version('picklescan'))"],
         "modelscan": [str(peer_bin("modelscan")), "--version"],
+        # guarddog --version tries to refresh its package lists from the network first
+        "guarddog": [peer_python, "-c", "import importlib.metadata as m; print(m.version('guarddog'))"],
+        "bandit": [peer_python, "-c", "import importlib.metadata as m; print(m.version('bandit'))"],
     }
-    for tool, command in probes.items():
+    for tool in tools:
+        command = probes[tool]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=120)
             text = (done.stdout or done.stderr).strip().splitlines()
@@ -125,6 +141,7 @@ class Run:
     read_mb: float | None
     detail: str = ""
     per_file: dict = field(default_factory=dict)  # folder runs: file (relative) -> verdict
+    extra: dict = field(default_factory=dict)  # tool-specific facts kept for other mappings
 
     @property
     def flagged(self) -> bool:
@@ -147,7 +164,22 @@ def command_for(tool: str, path: str, workdir: Path) -> list[str]:
     if tool == "modelscan":
         return [str(peer_bin("modelscan")), "scan", "-p", path, "-r", "json",
                 "-o", str(workdir / "modelscan-report.json")]
+    if tool == "guarddog":
+        return [str(peer_bin("guarddog")), "pypi", "scan", _guarddog_target(path, workdir),
+                "--output-format", "json"]
+    if tool == "bandit":
+        return [str(peer_bin("bandit")), "-f", "json", "-q", "-r", path]
     raise ValueError(f"unknown tool {tool!r}")
+
+
+def _guarddog_target(path: str, workdir: Path) -> str:
+    """guarddog scans folders and archives; a lone source file is copied into an empty folder."""
+    if not Path(path).is_file():
+        return path
+    folder = workdir / "guarddog-target"
+    folder.mkdir(exist_ok=True)
+    shutil.copyfile(path, folder / Path(path).name)
+    return str(folder)
 
 
 def run_tool(tool: str, path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT,
@@ -175,7 +207,8 @@ def run_tool(tool: str, path: str | os.PathLike, timeout: float = DEFAULT_TIMEOU
         run.verdict, run.detail = "timeout", f"killed after {timeout:g}s"
         return run
     interpret = {"malhug": _interpret_malhug, "picklescan": _interpret_picklescan,
-                 "modelscan": _interpret_modelscan}[tool]
+                 "modelscan": _interpret_modelscan, "guarddog": _interpret_guarddog,
+                 "bandit": _interpret_bandit}[tool]
     interpret(run, stdout, stderr, report)
     return run
 
@@ -293,6 +326,92 @@ def _interpret_modelscan(run: Run, stdout: str, stderr: str, report: str) -> Non
         run.detail = f"exit {run.exit_code}: {str(first.get('description', first))[:200]}"
 
 
+def _json_object(text: str):
+    """The JSON object in a tool's stdout (guarddog may print log lines around it)."""
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        return json.loads(text[start:end + 1])
+    except ValueError:
+        return None
+
+
+def _interpret_guarddog(run: Run, stdout: str, stderr: str, report: str) -> None:
+    data = _json_object(stdout)
+    if not isinstance(data, dict) or "results" not in data:
+        run.verdict, run.detail = "error", f"exit {run.exit_code}: {_tail(stdout + stderr)}"
+        return
+    base = run.path if Path(run.path).is_dir() else str(Path(run.path).parent)
+    hits = {}
+    for rule, result in (data.get("results") or {}).items():
+        if isinstance(result, list):
+            matches = [m for m in result if m]
+        else:
+            matches = [result] if result else []
+        if not matches:
+            continue
+        hits[rule] = len(matches)
+        for match in matches:
+            location = str(match.get("location", "")) if isinstance(match, dict) else ""
+            source = location.rsplit(":", 1)[0] if location else ""
+            if source:
+                name = Path(source).name if Path(run.path).is_file() else source
+                run.per_file[_relative(name, base)] = "malicious"
+    risk = data.get("risk_score") or {}
+    run.extra = {"rules": sorted(hits), "risk_label": risk.get("label"), "risk_score": risk.get("score"),
+                 "errors": data.get("errors") or {}}
+    if hits:
+        run.verdict = "malicious"
+        run.detail = "; ".join(f"{rule} x{n}" for rule, n in sorted(hits.items()))[:300]
+    elif data.get("errors"):
+        run.verdict = "error"
+        run.detail = str(data["errors"])[:300]
+    else:
+        run.verdict = "clean"
+
+
+BANDIT_FLAGGED = ("MEDIUM", "HIGH")
+
+
+def _interpret_bandit(run: Run, stdout: str, stderr: str, report: str) -> None:
+    data = _json_object(stdout)
+    if not isinstance(data, dict) or "results" not in data or run.exit_code not in (0, 1):
+        run.verdict, run.detail = "error", f"exit {run.exit_code}: {_tail(stdout + stderr)}"
+        return
+    base = run.path if Path(run.path).is_dir() else str(Path(run.path).parent)
+    issues = []
+    for result in data["results"]:
+        issue = {"file": _relative(str(result.get("filename", "")), base), "test": result.get("test_id"),
+                 "name": result.get("test_name"), "severity": result.get("issue_severity"),
+                 "confidence": result.get("issue_confidence"), "line": result.get("line_number")}
+        issues.append(issue)
+        if issue["severity"] in BANDIT_FLAGGED:
+            run.per_file[issue["file"]] = "malicious"
+        else:
+            run.per_file.setdefault(issue["file"], "clean")
+    errors = [f"{_relative(str(e.get('filename', '')), base)}: {e.get('reason', '')}" for e in data.get("errors", [])]
+    for error in errors:
+        run.per_file.setdefault(error.split(": ", 1)[0], "error")
+    run.extra = {"issues": issues, "errors": errors}
+    flagged = [i for i in issues if i["severity"] in BANDIT_FLAGGED]
+    if flagged:
+        run.verdict = "malicious"
+    elif errors:
+        run.verdict = "error"
+    else:
+        run.verdict = "clean"
+    shown = flagged or issues
+    run.detail = "; ".join(f"{i['test']} {i['severity']}/{i['confidence']}" for i in shown[:6])
+    if errors:
+        run.detail = ("errors: " + "; ".join(errors) + "; " + run.detail)[:300]
+
+
 # ---------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,11 +421,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if argv[0] == "install":
         install_peers(force="--force" in argv)
-        print(json.dumps(tool_versions(), indent=2))
+        print(json.dumps(tool_versions(ALL_TOOLS), indent=2))
         return 0
     if argv[0] == "check":
         install_peers()
-        print(json.dumps(tool_versions(), indent=2))
+        print(json.dumps(tool_versions(ALL_TOOLS), indent=2))
         return 0
     tool, path = argv[1], argv[2]
     print(json.dumps(run_tool(tool, path).to_dict(), indent=2))
