@@ -69,6 +69,9 @@ class FunctionValue:
     node: ast.AST
     qualname: str
     bound_self: AValue | None = None
+    closure: dict | None = None  # the environment it was defined in
+    owner: str | None = None  # the class it is a method of
+    bases: tuple = ()  # that class's bases
 
 
 @dataclass
@@ -179,12 +182,11 @@ class Interpreter:
             env[alias.asname or alias.name] = ref(f"{module}.{alias.name}")
 
     def s_FunctionDef(self, node, env):
-        function = FunctionValue(node, node.name)
+        function = FunctionValue(node, node.name, closure=env)
         self.functions.append(function)
-        env[node.name] = AValue(func=function, name=None)
+        env[node.name] = AValue(func=function)
         for decorator in node.decorator_list:
             self.expr(decorator, env)
-        function.closure = env  # type: ignore[attr-defined]
 
     s_AsyncFunctionDef = s_FunctionDef
 
@@ -194,10 +196,8 @@ class Interpreter:
         class_env = dict(env)
         for statement in node.body:
             if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                function = FunctionValue(statement, f"{node.name}.{statement.name}")
-                function.closure = env  # type: ignore[attr-defined]
-                function.owner = node.name  # type: ignore[attr-defined]
-                function.bases = bases  # type: ignore[attr-defined]
+                function = FunctionValue(statement, f"{node.name}.{statement.name}", closure=env,
+                                         owner=node.name, bases=bases)
                 methods[statement.name] = function
                 self.functions.append(function)
             else:
@@ -450,8 +450,7 @@ class Interpreter:
         return AValue(items=named, taint=union_taint(keys + values), hidden=any(v.hidden for v in values))
 
     def e_Lambda(self, node, env):
-        function = FunctionValue(node, "<lambda>")
-        function.closure = env  # type: ignore[attr-defined]
+        function = FunctionValue(node, "<lambda>", closure=env)
         self.functions.append(function)
         return AValue(func=function)
 
@@ -690,9 +689,10 @@ class Interpreter:
         if name == "functools.partial" and args:
             return AValue(const=_Partial(args[0], args[1:], kwargs), hidden=args[0].hidden,
                           taint=args[0].taint | union_taint(args[1:]))
-        if name in ("builtins.exec", "builtins.eval", "builtins.compile", "builtins.execfile"):
-            self._code_string(name, first, node, hidden)
-            return None
+        if name in self.flows.code_strings:
+            index = self.flows.code_strings[name]
+            code = args[index] if index < len(args) else kwargs.get("source", kwargs.get("stmt", UNKNOWN))
+            self._code_string(name, code, node, hidden)
         return None
 
     def _method_caller(self, caller, args, kwargs, node) -> AValue:
@@ -736,7 +736,7 @@ class Interpreter:
         if self.depth >= MAX_CALL_DEPTH:
             return AValue(taint=union_taint(list(args) + list(kwargs.values())))
         self._call_cache[signature] = UNKNOWN  # recursion lands here
-        env = dict(getattr(function, "closure", {}) or {})
+        env = dict(function.closure or {})
         self._bind(function, args, kwargs, env)
         self.depth += 1
         try:
@@ -753,7 +753,7 @@ class Interpreter:
         spec = function.node.args
         params = [a.arg for a in spec.posonlyargs + spec.args]
         values = list(args)
-        owner = getattr(function, "owner", None)
+        owner = function.owner
         if owner and params and not _is_static(function.node):
             self_value = function.bound_self or AValue(instance=f"<self>.{owner}")
             env[params[0]] = self_value
@@ -779,8 +779,10 @@ class Interpreter:
             return
         rule = verdict.rule
         code = None
-        if rule.category == "code_exec" and args and args[0].known and isinstance(args[0].const, (str, bytes)):
-            code = args[0].const if isinstance(args[0].const, str) else args[0].const.decode("utf-8", "replace")
+        index = self.flows.code_strings.get(name)
+        if index is not None and index < len(args) and args[index].known and isinstance(args[index].const, (str, bytes)):
+            value = args[index].const
+            code = value if isinstance(value, str) else value.decode("utf-8", "replace")
         self._record(Event("call", verdict.matched or name, rule.category, rule.severity, rule.message,
                            tuple(args), dict(kwargs), getattr(node, "lineno", 0), self.context, hidden, code,
                            receiver))
@@ -898,7 +900,7 @@ def _is_main_guard(test) -> bool:
 
 def _entry_context(function: FunctionValue) -> str:
     name = getattr(function.node, "name", "")
-    bases = getattr(function, "bases", ())
+    bases = function.bases
     if name in BUILDER_METHODS and any("Builder" in base for base in bases):
         return "builder"
     return "function"

@@ -31,6 +31,7 @@ class FlowKnowledge:
     sensitive_paths: re.Pattern | None
     spawners: dict
     path_sources: dict
+    code_strings: dict
 
     def source(self, name: str) -> str | None:
         if name in self.sources_exact:
@@ -70,6 +71,7 @@ def load_flows(data: dict) -> FlowKnowledge:
         sensitive_paths=_glob_regex(data.get("sensitive_paths", {}).get("patterns", [])),
         spawners=dict(data.get("spawners", {})),
         path_sources=dict(data.get("path_sources", {})),
+        code_strings=dict(data.get("code_strings", {})),
     )
 
 

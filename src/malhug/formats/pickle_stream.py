@@ -40,6 +40,9 @@ def analyse_pickle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth
     return trace
 
 
+PROGRAM_LITERAL = 256 * 1024  # code strings up to this size reach the engine whole
+
+
 def _analyse_program(trace: Trace, ctx: ScanContext, member: str | None, depth: int) -> None:
     """Read what the pickle would run as code: data flow across its calls gives the behaviour
     (a reverse shell, an exfiltration ...). Only pickles that import something not known to be
@@ -47,7 +50,7 @@ def _analyse_program(trace: Trace, ctx: ScanContext, member: str | None, depth: 
     from ..code.engine import Unit, analyse_unit
     from ..pickle.decompile import Renderer
 
-    program = Renderer(ctx.limits).program(trace, ctx.limits.max_program_chars)
+    program = Renderer(ctx.limits, max_literal=PROGRAM_LITERAL).program(trace, ctx.limits.max_program_chars)
     analyse_unit(Unit(program.source, "pickle", member, lines=program.lines), ctx, depth)
 
 

@@ -27,8 +27,12 @@ class Program:
 
 
 class Renderer:
-    def __init__(self, limits: Limits = DEFAULT_LIMITS):
+    """max_literal: characters of a string shown before it is cut; evidence keeps it short,
+    the program handed to the code engine keeps code strings whole."""
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, max_literal: int = MAX_LITERAL):
         self.max_depth = limits.max_render_depth
+        self.max_literal = max_literal
         self._budget = MAX_NODES
 
     def expr(self, value, depth: int = 0) -> str:
@@ -36,7 +40,7 @@ class Renderer:
             return "..."
         self._budget -= 1
         if isinstance(value, Const):
-            return _literal(value.value)
+            return _literal(value.value, self.max_literal)
         if isinstance(value, Result):
             return f"_v{value.call.index}"
         if isinstance(value, Global):
@@ -156,16 +160,20 @@ def _callee(text: str) -> str:
     return f"({text})"
 
 
-def _literal(value) -> str:
+def _literal(value, max_literal: int = MAX_LITERAL) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * MAX_LITERAL:
         return "..."  # repr of a huge int is slow, and refused past sys.get_int_max_str_digits()
-    text = repr(value)
-    if len(text) <= MAX_LITERAL:
+    if isinstance(value, (str, bytes, bytearray)) and len(value) > 4 * max_literal:
+        value = value[: 4 * max_literal]  # never repr more than can be shown
+        text = repr(value) + "!"
+    else:
+        text = repr(value)
+    if len(text) <= max_literal:
         return text
     if isinstance(value, (str, bytes, bytearray)):
         # escapes make repr longer than the value: shrink the prefix until its repr fits
-        length = MAX_LITERAL // 2
-        while length > 1 and len(repr(value[:length])) > MAX_LITERAL:
+        length = max_literal // 2
+        while length > 1 and len(repr(value[:length])) > max_literal:
             length //= 2
         return f"({repr(value[:length])} + ...)"
     return "..."
