@@ -24,6 +24,17 @@ ShellMatcher = Callable[[str], "str | None"]
 WRITE_MODES = set("wax+")
 CONNECT_NAMES = ("socket.socket.connect", "socket.socket.connect_ex", "socket.create_connection")
 FILE_WRITE_CALLS = ("io.file.write", "io.file.writelines")
+# In Python source only these run commands or code; the rest of the pickle knowledge base
+# (type(), threads, process pools, debuggers' helpers ...) is ordinary there.
+NOT_COMMANDS_IN_SOURCE = ("multiprocessing.", "threading.", "os.fork", "os.kill", "signal.", "asyncio.",
+                          "concurrent.")
+CODE_RUNNERS_IN_SOURCE = ("builtins.exec", "builtins.eval", "builtins.compile", "builtins.execfile",
+                          "runpy.", "code.", "codeop.", "timeit.", "pdb.run", "cProfile.run", "profile.run",
+                          "doctest.debug", "dataclasses._create_fn", "typing._eval_type", "marshal.",
+                          "numpy.testing._private.utils.runstring", "dill._dill._create_code",
+                          "dill._dill._create_function", "types.CodeType")
+NATIVE_IN_SOURCE = ("ctypes.", "cffi.", "_ctypes.")
+CREATES_ONLY = ("os.mkdir", "os.makedirs", "pathlib.Path.mkdir", "pathlib.Path.touch", "tempfile.")
 DESTRUCTIVE = ("os.remove", "os.unlink", "os.rmdir", "os.removedirs", "shutil.rmtree", "shutil.move",
                "os.rename", "os.replace", "os.truncate", "pathlib.Path.unlink", "pathlib.Path.rmdir")
 
@@ -96,6 +107,8 @@ def _classify_event(event: Event, unit_kind: str, flows: FlowKnowledge, unit: _U
         return Behaviour(behaviour, _adjust(severity, event), message + where, event.line, name,
                          event.context, event.hidden)
 
+    if unit_kind != "pickle" and name.startswith(NOT_COMMANDS_IN_SOURCE):
+        return None
     if category in ("command_exec", "native_code") or name.startswith("pty."):
         command = _command_text(event)
         program_kinds = _program_taint(event)
@@ -118,10 +131,13 @@ def _classify_event(event: Event, unit_kind: str, flows: FlowKnowledge, unit: _U
         if unit_kind == "pickle":
             return None
         if category == "native_code":
+            if not name.startswith(NATIVE_IN_SOURCE):
+                return None
             return make("command_exec", Severity.MEDIUM, f"{event.message} ({name})")
         if "decoded" in program_kinds or event.hidden:
             return make("command_exec", Severity.CRITICAL, f"runs a hidden command {_quote(command)} ({name})")
-        return make("command_exec", Severity.HIGH, f"runs {_quote(command) or 'a command'} ({name})")
+        return make("command_exec", Severity.HIGH, f"runs {_quote(command) if command != 'None' else ''}"
+                    f"{'' if command and command != 'None' else 'a command'} ({name})")
 
     if name == "builtins.print":
         if unit.decoded:
@@ -129,6 +145,8 @@ def _classify_event(event: Event, unit_kind: str, flows: FlowKnowledge, unit: _U
         return None
 
     if category in ("code_exec", "code_object"):
+        if unit_kind != "pickle" and not name.startswith(CODE_RUNNERS_IN_SOURCE):
+            return None
         if "network" in kinds:
             return make("download_exec", Severity.CRITICAL, f"runs code fetched from the network ({name})")
         if unit_kind == "pickle" or name == "builtins.input":
@@ -147,7 +165,10 @@ def _classify_event(event: Event, unit_kind: str, flows: FlowKnowledge, unit: _U
             return make("code_exec", Severity.MEDIUM, f"runs code computed at run time ({name})")
         return None
 
-    if category == "network" or name.startswith(("socket.", "requests.", "urllib.", "http.")):
+    if category == "network" or flows.is_egress(name):
+        if not flows.is_egress(name):
+            return None
+        kinds = _outbound_kinds(event, flows)
         if kinds & {"secret"}:
             return make("credential_theft", Severity.CRITICAL,
                         f"sends secrets ({_origins(event, {'secret'})}) over the network ({name})")
@@ -165,8 +186,8 @@ def _classify_event(event: Event, unit_kind: str, flows: FlowKnowledge, unit: _U
             return make("persistence", Severity.HIGH, f"writes {path}, which makes code run again later ({name})")
         if unit_kind == "pickle":
             return None
-        if name in FILE_WRITE_CALLS:
-            return None  # the open() that made the file is judged instead
+        if name in FILE_WRITE_CALLS or name.startswith(CREATES_ONLY):
+            return None  # the open() that made the file is judged instead; new folders harm nothing
         mass_or_precious = "*" in path or any(k in path for k in (".ssh", "huggingface", "site-packages"))
         if name in ("os.chmod", "pathlib.Path.chmod") and _mode_is_loose(event):
             severity = Severity.HIGH if flows.is_sensitive_path(path) else Severity.MEDIUM
@@ -183,16 +204,37 @@ def _classify_event(event: Event, unit_kind: str, flows: FlowKnowledge, unit: _U
         value = event.args[0] if event.args else None
         if name.startswith(("os.environ", "sys.path")):
             return None
-        if isinstance(value, AValue) and not value.known or name.startswith("sys.modules"):
+        if not flows.is_tamper_target(name):
+            return None
+        # a callable put in place of another is a patch; a plain value is configuration
+        if name.startswith("sys.modules") or _is_callable_value(value):
             return make("model_tamper", Severity.HIGH, f"replaces {name} in the running process")
         return None
     if category == "tampering" and name in ("builtins.setattr",) and unit_kind != "pickle":
         target = event.args[0] if event.args else None
         value = event.args[2] if len(event.args) > 2 else None
-        if isinstance(target, AValue) and target.name and isinstance(value, AValue) and \
-                (value.func is not None or value.name):
+        if isinstance(target, AValue) and target.name and flows.is_tamper_target(target.name) and \
+                _is_callable_value(value):
             return make("model_tamper", Severity.HIGH, f"replaces an attribute of {target.name} in the running process")
     return None
+
+
+def _is_callable_value(value) -> bool:
+    """A function, or a named object that is not a module constant (`mmap.MAP_SHARED`)."""
+    if not isinstance(value, AValue):
+        return False
+    if value.func is not None:
+        return True
+    last = (value.name or "").rsplit(".", 1)[-1]
+    return bool(last) and not last.isupper()
+
+
+def _outbound_kinds(event: Event, flows: FlowKnowledge) -> set[str]:
+    """Taint of what a network call sends: not its local arguments (a download's destination)."""
+    local = flows.local_arguments.get(event.name, ())
+    values = [v for i, v in enumerate(event.args) if str(i) not in local]
+    values += [v for k, v in event.kwargs.items() if k not in local]
+    return {t.kind for t in union_taint(values)}
 
 
 def _where(context: str) -> str:

@@ -32,6 +32,9 @@ class FlowKnowledge:
     spawners: dict
     path_sources: dict
     code_strings: dict
+    tamper_targets: re.Pattern | None
+    local_arguments: dict
+    egress: re.Pattern | None
 
     def source(self, name: str) -> str | None:
         if name in self.sources_exact:
@@ -57,6 +60,12 @@ class FlowKnowledge:
     def is_sensitive_path(self, path: str) -> bool:
         return self._matches(self.sensitive_paths, path)
 
+    def is_egress(self, name: str) -> bool:
+        return self._matches(self.egress, name)
+
+    def is_tamper_target(self, name: str) -> bool:
+        return self._matches(self.tamper_targets, name)
+
 
 def load_flows(data: dict) -> FlowKnowledge:
     sources = data.get("sources", {})
@@ -72,6 +81,9 @@ def load_flows(data: dict) -> FlowKnowledge:
         spawners=dict(data.get("spawners", {})),
         path_sources=dict(data.get("path_sources", {})),
         code_strings=dict(data.get("code_strings", {})),
+        tamper_targets=_glob_regex(data.get("tamper_targets", {}).get("patterns", [])),
+        local_arguments={k: tuple(v) for k, v in data.get("local_arguments", {}).items()},
+        egress=_glob_regex(data.get("egress", {}).get("patterns", [])),
     )
 
 
