@@ -93,7 +93,7 @@ def test_unrecognised_binary_is_inconclusive(tmp_path):
     assert "unrecognised" in result.problems[0].reason
 
 
-def test_linked_files_are_scanned_and_broken_links_reported(tmp_path):
+def test_links_inside_are_scanned_links_leaving_are_reported(tmp_path):
     import os
     import pickle
 
@@ -101,16 +101,22 @@ def test_linked_files_are_scanned_and_broken_links_reported(tmp_path):
         def __reduce__(self):
             return (os.system, ("id",))
 
-    blobs = tmp_path / "blobs"
-    blobs.mkdir()
-    (blobs / "abc123").write_bytes(pickle.dumps(Payload()))
-    snapshot = tmp_path / "snapshot"
-    snapshot.mkdir()
-    (snapshot / "pytorch_model.bin").symlink_to(blobs / "abc123")
-    (snapshot / "missing.bin").symlink_to(blobs / "nothing-here")
+    repo = tmp_path / "models--acme--tiny"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "blobs" / "abc123").write_bytes(pickle.dumps(Payload()))
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "pytorch_model.bin").symlink_to(repo / "blobs" / "abc123")
+    (snapshot / "missing.bin").symlink_to(repo / "blobs" / "nothing-here")
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("not part of the repository\n")
+    (snapshot / "notes.txt").symlink_to(outside)
     report = malhug.scan(snapshot)
     verdicts = {os.path.basename(f.path): str(f.verdict) for f in report.files}
-    assert verdicts == {"pytorch_model.bin": "malicious", "missing.bin": "inconclusive"}
+    assert verdicts == {"pytorch_model.bin": "malicious", "missing.bin": "inconclusive",
+                        "notes.txt": "inconclusive"}
+    leaving = [f for f in report.files if f.path.endswith("notes.txt")][0]
+    assert "leaves the repository" in leaving.problems[0].reason
 
 
 def test_a_reader_crash_makes_the_file_inconclusive_not_the_scan_fail(tmp_path, monkeypatch):

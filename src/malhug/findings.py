@@ -146,20 +146,55 @@ class FileResult:
 
 
 @dataclass(frozen=True)
+class RepositoryResult:
+    """A repository (a local folder, a hub repo at a commit, a cached snapshot) as a whole."""
+
+    location: str  # what the user named: a folder, hf://org/name@sha ...
+    id: str | None  # org/name on a hub
+    type: str  # model | dataset | space | folder
+    revision: str | None  # the commit scanned
+    verdict: Verdict
+    files: tuple[str, ...]  # the display paths of its files' results
+    roles: tuple[tuple[str, str], ...] = ()  # (path, role): dataset_script, remote_code, ...
+    findings: tuple[Finding, ...] = ()  # about the repository itself (its layout and configs)
+    problems: tuple[Problem, ...] = ()
+    fetched_bytes: int | None = None  # for remote repositories: bytes downloaded
+    total_bytes: int | None = None  # and the size of everything in the revision
+
+    def to_dict(self) -> dict:
+        return {
+            "location": self.location,
+            "id": self.id,
+            "type": self.type,
+            "revision": self.revision,
+            "verdict": str(self.verdict),
+            "files": list(self.files),
+            "roles": {path: role for path, role in self.roles},
+            "findings": [f.to_dict() for f in self.findings],
+            "problems": [p.to_dict() for p in self.problems],
+            "fetched_bytes": self.fetched_bytes,
+            "total_bytes": self.total_bytes,
+        }
+
+
+@dataclass(frozen=True)
 class Report:
     files: tuple[FileResult, ...]
     tool_version: str
     targets: tuple[str, ...] = field(default=())
     errors: tuple[str, ...] = field(default=())
+    repositories: tuple[RepositoryResult, ...] = field(default=())
 
     @property
     def verdict(self) -> Verdict:
-        verdicts = [f.verdict for f in self.files]
+        verdicts = [f.verdict for f in self.files] + [r.verdict for r in self.repositories]
         if self.errors:
             verdicts.append(Verdict.INCONCLUSIVE)
         return worst(verdicts)
 
     def findings(self):
+        for repository in self.repositories:
+            yield from repository.findings
         for file in self.files:
             yield from file.findings
 

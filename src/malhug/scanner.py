@@ -5,14 +5,18 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable
 
 from . import __version__
-from .findings import FileResult, Report
+from .findings import FileResult, Location, Problem, Report, RepositoryResult, Verdict, worst
 from .formats import analyse
 from .formats.base import ScanContext
 from .judge import verdict_for
+from .sources.base import Repository
+from .sources.layout import analyse_layout
+from .sources.local import folder_repository
 from .limits import DEFAULT_LIMITS, Deadline, LimitExceeded, Limits
 
 
@@ -21,49 +25,102 @@ class ScanOptions:
     limits: Limits = DEFAULT_LIMITS
     follow_symlinks: bool = False  # into linked folders; linked files are always scanned
     keep_traces: bool = False  # keep pickle traces on results (for explain)
-    exclude_dirs: tuple = field(default=(".git", ".hg", ".svn", "__pycache__"))
-
-
-def iter_files(target: Path, options: ScanOptions) -> Iterator[Path]:
-    if target.is_file():
-        yield target
-        return
-    for root, dirs, files in os.walk(target, followlinks=options.follow_symlinks):
-        dirs[:] = sorted(d for d in dirs if d not in options.exclude_dirs)
-        for name in sorted(files):
-            yield Path(root) / name  # a linked file is scanned (a broken link says so)
 
 
 def scan_paths(targets: Iterable[str | os.PathLike], options: ScanOptions | None = None) -> Report:
+    """Scan each target: a file, a folder (as a repository), or a hub reference."""
     options = options or ScanOptions()
-    results = []
-    errors = []
-    names = []
+    files: list[FileResult] = []
+    repositories: list[RepositoryResult] = []
+    errors: list[str] = []
+    names: list[str] = []
     for target in targets:
-        path = Path(target)
         names.append(str(target))
-        if not path.exists():
-            errors.append(f"{target}: no such file or folder")
+        try:
+            repo = open_target(str(target), options)
+        except SourceError as exc:
+            errors.append(f"{target}: {exc}")
             continue
-        for file in iter_files(path, options):
-            results.append(scan_file(file, options))
-    return Report(tuple(results), __version__, tuple(names), tuple(errors))
+        if repo is None:
+            files.append(scan_file(target, options))
+            continue
+        repo_result, repo_files = scan_repository(repo, options)
+        repositories.append(repo_result)
+        files.extend(repo_files)
+    return Report(tuple(files), __version__, tuple(names), tuple(errors), tuple(repositories))
+
+
+class SourceError(Exception):
+    """A target that cannot be scanned at all (missing, private, unreachable)."""
+
+
+def open_target(target: str, options: ScanOptions) -> Repository | None:
+    """The repository a target names, or None when it is a single local file."""
+    if target.startswith(("hf://", "https://huggingface.co/", "http://huggingface.co/")) or \
+            _is_endpoint_url(target):
+        from .sources.hub import HubError, open_hub_repository
+
+        try:
+            return open_hub_repository(target, options)
+        except HubError as exc:
+            raise SourceError(str(exc)) from exc
+    path = Path(target)
+    if path.is_dir():
+        return folder_repository(path, options.follow_symlinks)
+    if not path.exists() and not path.is_symlink():
+        raise SourceError("no such file or folder")
+    return None
+
+
+def _is_endpoint_url(target: str) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/")
+    return bool(endpoint) and target.startswith(endpoint + "/")
+
+
+def scan_repository(repo: Repository, options: ScanOptions) -> tuple[RepositoryResult, list[FileResult]]:
+    layout = analyse_layout(repo)
+    results = []
+    for file in repo.files:
+        display = repo.display(file)
+        if file.problem:
+            results.append(_unreadable(display, file.problem, file.size))
+            continue
+        results.append(scan_stream(display, file.open, options, size=file.size, sha256=file.sha256))
+    problems = [Problem(reason, Location(repo.location if path is None else repo.display_path(path)))
+                for path, reason in list(repo.problems) + list(layout.problems)]
+    verdicts = [r.verdict for r in results] + [verdict_for(list(layout.findings), problems)]
+    result = RepositoryResult(
+        location=repo.location, id=repo.id, type=layout.type or repo.type, revision=repo.revision,
+        verdict=worst(verdicts), files=tuple(r.path for r in results),
+        roles=tuple(sorted(layout.roles.items())), findings=tuple(layout.findings),
+        problems=tuple(problems), total_bytes=repo.total_bytes,
+        fetched_bytes=repo.fetched_bytes() if repo.fetched_bytes else None,
+    )
+    return result, results
 
 
 def scan_file(path: str | os.PathLike, options: ScanOptions | None = None) -> FileResult:
     options = options or ScanOptions()
-    started = time.monotonic()
-    display = str(path)
-    ctx = ScanContext(display, options.limits, Deadline(options.limits.seconds_per_file))
-    fmt = "unknown"
-    size = None
-    digest = None
     try:
         size = os.path.getsize(path)
-        with open(path, "rb") as stream:
+    except OSError:
+        size = None
+    return scan_stream(str(path), partial(open, path, "rb"), options, size=size)
+
+
+def scan_stream(display: str, opener: Callable[[], BinaryIO], options: ScanOptions | None = None,
+                size: int | None = None, sha256: str | None = None) -> FileResult:
+    """Scan one file's content, opened through `opener` (a local file, a remote one ...)."""
+    options = options or ScanOptions()
+    started = time.monotonic()
+    ctx = ScanContext(display, options.limits, Deadline(options.limits.seconds_per_file))
+    fmt = "unknown"
+    digest = sha256
+    try:
+        with opener() as stream:
             fmt = analyse(stream, ctx, None, name=display)
-        if size <= options.limits.hash_max_bytes:
-            digest = _sha256(path)
+            if digest is None and size is not None and size <= options.limits.hash_max_bytes:
+                digest = _sha256(stream)
     except LimitExceeded as exc:
         ctx.limit_hit(None, exc)
     except OSError as exc:
@@ -88,9 +145,14 @@ def scan_file(path: str | os.PathLike, options: ScanOptions | None = None) -> Fi
     return result
 
 
-def _sha256(path) -> str:
+def _unreadable(display: str, reason: str, size: int | None) -> FileResult:
+    problem = Problem(reason, Location(display))
+    return FileResult(display, "unknown", Verdict.INCONCLUSIVE, (), (problem,), (), None, size)
+
+
+def _sha256(stream) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
+    stream.seek(0)
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(chunk)
     return digest.hexdigest()

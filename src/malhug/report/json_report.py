@@ -13,6 +13,7 @@ def report_dict(report: Report) -> dict:
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "malhug", "version": report.tool_version},
         "targets": list(report.targets),
+        "repositories": [repository.to_dict() for repository in report.repositories],
         "files": [file.to_dict() for file in report.files],
         "summary": report.summary(),
     }

@@ -1,0 +1,1 @@
+"""Where files come from: local paths, hub repositories, the local hub cache."""
