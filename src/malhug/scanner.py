@@ -27,14 +27,21 @@ class ScanOptions:
     keep_traces: bool = False  # keep pickle traces on results (for explain)
 
 
-def scan_paths(targets: Iterable[str | os.PathLike], options: ScanOptions | None = None) -> Report:
-    """Scan each target: a file, a folder (as a repository), or a hub reference."""
+def scan_paths(targets: Iterable, options: ScanOptions | None = None) -> Report:
+    """Scan each target: a file, a folder (as a repository), a hub reference, or a Repository
+    a source already opened (the local hub cache)."""
     options = options or ScanOptions()
     files: list[FileResult] = []
     repositories: list[RepositoryResult] = []
     errors: list[str] = []
     names: list[str] = []
     for target in targets:
+        if isinstance(target, Repository):
+            names.append(target.location)
+            repo_result, repo_files = scan_repository(target, options)
+            repositories.append(repo_result)
+            files.extend(repo_files)
+            continue
         names.append(str(target))
         try:
             repo = open_target(str(target), options)
