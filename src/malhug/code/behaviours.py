@@ -15,6 +15,7 @@ from typing import Callable
 from ..findings import Severity
 from .interpret import Analysis, Event
 from .knowledge import FlowKnowledge, flow_knowledge
+from .paths import path_text
 from .values import AValue, union_taint
 
 COMPOSITE = {"reverse_shell", "download_exec", "credential_theft", "recon_exfil", "persistence",
@@ -89,7 +90,7 @@ def _downloaded_paths(events) -> frozenset:
             if path:
                 paths.add(path)
         if event.name in ("urllib.request.urlretrieve",) and len(event.args) > 1:
-            path = _text(event.args[1])
+            path = path_text(event.args[1])
             if path:
                 paths.add(path)
     return frozenset(paths)
@@ -301,23 +302,13 @@ def _origins(event: Event, kinds: set) -> str:
     return ", ".join(found[:4]) or "data"
 
 
-def _text(value) -> str | None:
-    if not isinstance(value, AValue):
-        return None
-    if value.path:
-        return value.path
-    if value.known and isinstance(value.const, str):
-        return value.const
-    return None
-
-
 def _path_of(event: Event) -> str | None:
     for value in (event.receiver,) + tuple(event.args[:1]):
-        text = _text(value)
+        text = path_text(value)
         if text:
             return text
     for key in ("file", "path", "dst", "name"):
-        text = _text(event.kwargs.get(key))
+        text = path_text(event.kwargs.get(key))
         if text:
             return text
     return None

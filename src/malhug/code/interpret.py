@@ -16,6 +16,7 @@ from ..findings import Severity
 from ..rules import KnowledgeBase, knowledge_base
 from . import fold
 from .knowledge import FlowKnowledge, flow_knowledge
+from .paths import LISTINGS, OPENERS, PATH_FUNCTIONS, path_join, path_text, path_value
 from .values import MISSING, UNKNOWN, AValue, Taint, const, join, ref, union_taint
 
 BUILTINS = {
@@ -29,13 +30,6 @@ BUILTINS = {
 }
 PASS_THROUGH = {"builtins.classmethod", "builtins.staticmethod", "builtins.property", "functools.wraps",
                 "functools.lru_cache", "functools.cache"}
-PATH_FUNCTIONS = {"pathlib.Path", "pathlib.PosixPath", "pathlib.PurePath", "pathlib.PurePosixPath",
-                  "os.path.join", "os.path.expanduser", "os.path.abspath", "os.path.normpath",
-                  "os.path.realpath", "os.fspath", "builtins.str", "os.path.expandvars"}
-LISTINGS = {"pathlib.Path.glob": "", "pathlib.Path.rglob": "**/", "pathlib.Path.iterdir": "*",
-            "os.listdir": "*", "os.scandir": "*", "os.walk": "**", "glob.glob": "", "glob.iglob": ""}
-OPENERS = {"builtins.open", "io.open", "codecs.open", "pathlib.Path.open", "os.open", "gzip.open",
-           "bz2.open", "lzma.open"}
 FILE_WRITES = {"io.file.write", "io.file.writelines"}
 SOCKET_FACTORIES = {"socket.socket", "socket.create_connection", "socket.fromfd", "socket.socketpair"}
 CONTEXT_RANK = {"import": 0, "builder": 1, "thread": 1, "function": 2, "main": 3}
@@ -392,7 +386,7 @@ class Interpreter:
         taint = left.taint | right.taint
         hidden = left.hidden or right.hidden
         if op == "Div" and (left.path or left.instance == "pathlib.Path"):
-            joined = _path_join(_path_text(left) or "*", _path_text(right) or "*")
+            joined = path_join(path_text(left) or "*", path_text(right) or "*")
             known = left.known and right.known and isinstance(right.const, str)
             return AValue(const=joined if known else MISSING, instance="pathlib.Path", path=joined,
                           taint=taint, hidden=hidden)
@@ -616,26 +610,26 @@ class Interpreter:
 
     def _result_path(self, name: str, args, callee: AValue) -> str | None:
         """The path a call returns or opens, as far as it is known (`*` for unknown parts)."""
-        if name in self.flows.path_sources and not (args and _path_text(args[0])):
+        if name in self.flows.path_sources and not (args and path_text(args[0])):
             return self.flows.path_sources[name]
         if name in PATH_FUNCTIONS and args:
-            parts = [_path_text(a) or "*" for a in args]
+            parts = [path_text(a) or "*" for a in args]
             if name == "os.path.expanduser" or all(p == "*" for p in parts):
                 return parts[0] if parts[0] != "*" else None
             path = parts[0]
             for part in parts[1:]:
-                path = _path_join(path, part)
+                path = path_join(path, part)
             return path
         if name in OPENERS:
             receiver = callee.receiver if isinstance(callee.receiver, AValue) else None
-            return _path_text(receiver) if receiver is not None else (_path_text(args[0]) if args else None)
+            return path_text(receiver) if receiver is not None else (path_text(args[0]) if args else None)
         if name in LISTINGS:
             receiver = callee.receiver if isinstance(callee.receiver, AValue) else None
-            base = _path_text(receiver) if receiver is not None else (_path_text(args[0]) if args else None)
+            base = path_text(receiver) if receiver is not None else (path_text(args[0]) if args else None)
             if base is None and name.startswith("glob."):
-                return _path_text(args[0]) if args else None
-            pattern = _path_text(args[0]) if receiver is not None and args else ""
-            return _path_join(base or ".", LISTINGS[name] + (pattern or "")) if base or pattern else None
+                return path_text(args[0]) if args else None
+            pattern = path_text(args[0]) if receiver is not None and args else ""
+            return path_join(base or ".", LISTINGS[name] + (pattern or "")) if base or pattern else None
         return None
 
     @staticmethod
@@ -643,7 +637,7 @@ class Interpreter:
         """Path functions on constants give a constant path."""
         if name in PATH_FUNCTIONS and name != "builtins.str" and args and all(
                 a.known and isinstance(a.const, str) for a in args):
-            return _path_value(name, args)
+            return path_value(name, args)
         return MISSING
 
     def _folded(self, value, line, taint, hidden, decoded: bool) -> AValue:
@@ -808,7 +802,7 @@ class Interpreter:
 
     def _file_taint(self, args, callee: AValue) -> frozenset:
         receiver = callee.receiver
-        path = _path_text(receiver) if isinstance(receiver, AValue) else (_path_text(args[0]) if args else None)
+        path = path_text(receiver) if isinstance(receiver, AValue) else (path_text(args[0]) if args else None)
         if path and self.flows.is_secret_path(path):
             return frozenset({Taint("secret", path)})
         return frozenset()
@@ -924,14 +918,7 @@ def _merge_into(env: dict, branches: list) -> None:
         env[key] = options[0] if all(o is options[0] for o in options) else join(options)
 
 
-def _path_text(value) -> str | None:
-    if not isinstance(value, AValue):
-        return None
-    if value.path:
-        return value.path
-    if value.known and isinstance(value.const, str):
-        return value.const
-    return None
+
 
 
 def _is_static(node) -> bool:
@@ -981,26 +968,3 @@ def _describe_args(args) -> str:
             text = arg.const if isinstance(arg.const, str) else arg.const.decode("utf-8", "replace")
             return text[:120]
     return ""
-
-
-def _path_join(left: str, right: str) -> str:
-    if right.startswith("/"):
-        return right
-    return left.rstrip("/") + "/" + right if left else right
-
-
-def _path_value(name: str, args) -> str | None:
-    if not args or not all(a.known and isinstance(a.const, str) for a in args):
-        return None
-    parts = [a.const for a in args]
-    if name == "os.path.join":
-        path = parts[0]
-        for part in parts[1:]:
-            path = _path_join(path, part)
-        return path
-    if name in ("pathlib.Path", "pathlib.PosixPath"):
-        path = parts[0]
-        for part in parts[1:]:
-            path = _path_join(path, part)
-        return path
-    return parts[0]
