@@ -142,3 +142,14 @@ def test_hashing_is_bounded_by_a_limit(tmp_path):
     path.write_text("x" * 100)
     assert malhug.scan(path).files[0].sha256 is not None
     assert malhug.scan(path, limits={"hash_max_bytes": 99}).files[0].sha256 is None
+
+
+@pytest.mark.parametrize("name, source, fmt", [
+    ("model.py", "class Model:\n    pass\n", "python"),
+    ("notes.txt", "copy this\nfile over\n(and more\n", "text"),
+])
+def test_text_that_starts_like_a_protocol_0_opcode_is_not_a_pickle(tmp_path, name, source, fmt):
+    path = tmp_path / name
+    path.write_text(source)
+    result = only(path)
+    assert (result.format, str(result.verdict)) == (fmt, "clean")

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 
 from ..pickle.machine import PickleMachine
 from ..pickle.reader import ByteReader
+from ..pickle.values import Global
 from ..limits import Limits
 
 SNIFF_BYTES = 64 * 1024
@@ -117,8 +119,19 @@ def _looks_like_pickle(head: bytes) -> bool:
     trace = PickleMachine(ByteReader(io.BytesIO(head)), _PROBE_LIMITS).run()
     if trace.pickles:
         return True
+    if not _plausible_imports(trace):
+        return False  # `class Model:` in a source file is not GLOBAL('lass Model:', ...)
     if trace.error and trace.error.startswith("truncated") and "negative" not in trace.error:
         # valid all the way to the end of the input or of the sniff window; a complete
         # import already runs code (the imported module's top level) in a real load
         return trace.opcodes >= 3 or bool(trace.globals) or head[0] == 0x80
     return bool(trace.calls) and any(call.kind != "persistent_load" for call in trace.calls)
+
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+def _plausible_imports(trace) -> bool:
+    """Without a pickle header or a complete pickle, imports must name dotted identifiers."""
+    return all(isinstance(g, Global) and _DOTTED.match(g.module) and _DOTTED.match(g.name)
+               for g in trace.globals)

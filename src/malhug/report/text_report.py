@@ -45,15 +45,17 @@ def _repository_lines(repository, report: Report, verbose: bool) -> list[str]:
     lines = [f"repository {name}{revision} ({repository.type}): {str(repository.verdict).upper()}"]
     for finding in repository.findings:
         lines.append(f"  [{finding.severity}] {finding.category}: {finding.message}")
+        lines.append(f"      at {finding.location.describe()}  ({finding.rule})")
     for problem in repository.problems:
         lines.append(f"  [inconclusive] {problem.reason} ({problem.location.describe()})")
     roles = dict(repository.roles)
     by_path = {f.path: f for f in report.files}
     shown = [by_path[p] for p in repository.files if p in by_path]
+    prefix = len(repository.location.rstrip("/")) + 1
     for file in shown:
-        if file.verdict is Verdict.CLEAN and not verbose and file.path not in roles:
+        role = roles.get(file.path[prefix:], "")
+        if file.verdict is Verdict.CLEAN and not verbose and not role:
             continue
-        role = roles.get(file.path[len(repository.location.rstrip("/")) + 1:], "")
         top = max(file.findings, key=lambda f: f.severity, default=None)
         detail = top.message if top else (file.problems[0].reason if file.problems else "")
         lines.append(f"  {str(file.verdict):<12} {file.format:<14} {role:<15} {file.path}  {detail[:80]}")
