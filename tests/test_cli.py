@@ -160,3 +160,46 @@ def test_as_a_process(files, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "malhug", "scan", "--limit", "bogus=1", files["clean"]],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == EXIT_ERROR
+
+
+def test_verdict_cache_serves_the_second_scan_and_can_be_bypassed(tmp_path, capsys, monkeypatch):
+    import pickle
+
+    from malhug import formats
+
+    target = tmp_path / "data.pkl"
+    target.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    cache_dir = tmp_path / "cache"
+    assert _run(capsys, "scan", "--cache-dir", str(cache_dir), str(target))[0] == 0
+    calls = []
+    real = formats.analyse
+    monkeypatch.setattr("malhug.scanner.analyse", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert _run(capsys, "scan", "--cache-dir", str(cache_dir), str(target))[0] == 0
+    assert calls == []
+    assert _run(capsys, "scan", "--no-cache", str(target))[0] == 0
+    assert calls == [1]
+
+
+def test_hf_cache_option_scans_the_cache_folder(tmp_path, capsys, monkeypatch):
+    import hashlib
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("id",))
+
+    data = pickle.dumps(Payload())
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(data)
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "pytorch_model.bin").symlink_to(os.path.relpath(blob, snapshot))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    code, out = _run(capsys, "scan", "--no-cache", "--hf-cache")
+    assert code == 1
+    assert "acme/tiny" in out.out and "pytorch_model.bin" in out.out
+    code, out = _run(capsys, "scan", "--no-cache", "--hf-cache", str(tmp_path / "nothing"))
+    assert code == 3

@@ -6,6 +6,7 @@ could not be fully scanned; 3 usage or internal error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -26,7 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"malhug {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     scan = commands.add_parser("scan", help="scan files and folders")
-    scan.add_argument("paths", nargs="+", metavar="PATH")
+    scan.add_argument("paths", nargs="*", metavar="TARGET",
+                      help="files, folders, hf://org/name[@revision], hf://datasets/org/name, "
+                           "https://huggingface.co/... URLs")
+    scan.add_argument("--hf-cache", nargs="?", const="", default=None, metavar="DIR",
+                      help="scan the local Hugging Face cache (default: HF_HUB_CACHE)")
+    scan.add_argument("--no-cache", action="store_true",
+                      help="do not read or store verdicts in the content-hash cache")
+    scan.add_argument("--cache-dir", metavar="DIR",
+                      help="where the verdict cache lives (default: MALHUG_CACHE_DIR or ~/.cache/malhug)")
     scan.add_argument("--format", choices=("text", "json"), default="text")
     scan.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
     scan.add_argument("--fail-on", choices=FAIL_ON, default="suspicious",
@@ -77,14 +86,39 @@ def _limits(pairs: list[str]):
     return DEFAULT_LIMITS.with_overrides(**overrides)
 
 
+def _cache(args):
+    if args.no_cache:
+        return None
+    from .cache import VerdictCache
+
+    path = None
+    if args.cache_dir:
+        path = os.path.join(args.cache_dir, "verdicts.sqlite")
+    return VerdictCache(path)
+
+
+def _hf_cache_targets(directory: str | None) -> list:
+    if directory is None:
+        return []
+    from .sources.hf_cache import HfCacheError, hf_cache_repositories
+
+    try:
+        return list(hf_cache_repositories(directory or None))
+    except HfCacheError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "scan" and not args.paths and args.hf_cache is None:
+        parser.error("nothing to scan: name a TARGET or use --hf-cache")
     try:
         from .report import render
         from .scanner import ScanOptions, scan_paths
 
-        options = ScanOptions(limits=_limits(args.limit))
-        report = scan_paths(args.paths, options)
+        options = ScanOptions(limits=_limits(args.limit), cache=_cache(args))
+        report = scan_paths(list(args.paths) + _hf_cache_targets(args.hf_cache), options)
         text = render(report, args.format, **({"verbose": args.verbose, "quiet": args.quiet}
                                               if args.format == "text" else {}))
         if args.output:

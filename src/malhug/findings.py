@@ -67,6 +67,10 @@ class Location:
     def to_dict(self) -> dict:
         return {"file": self.file, "member": self.member, "offset": self.offset, "line": self.line}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Location":
+        return cls(data["file"], data["member"], data["offset"], data["line"])
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -87,6 +91,11 @@ class Finding:
             "evidence": self.evidence,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Finding":
+        return cls(data["rule"], Severity.parse(data["severity"]), data["category"], data["message"],
+                   Location.from_dict(data["location"]), data["evidence"])
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -97,6 +106,10 @@ class Problem:
 
     def to_dict(self) -> dict:
         return {"reason": self.reason, "location": self.location.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Problem":
+        return cls(data["reason"], Location.from_dict(data["location"]))
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,10 @@ class MemberResult:
             "analysed": self.analysed,
             "note": self.note,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MemberResult":
+        return cls(data["name"], data["format"], Verdict(data["verdict"]), data["analysed"], data["note"])
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,20 @@ class FileResult:
             "size": self.size,
             "seconds": round(self.seconds, 4),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FileResult":
+        return cls(
+            path=data["path"],
+            format=data["format"],
+            verdict=Verdict(data["verdict"]),
+            findings=tuple(Finding.from_dict(f) for f in data["findings"]),
+            problems=tuple(Problem.from_dict(p) for p in data["problems"]),
+            members=tuple(MemberResult.from_dict(m) for m in data["members"]),
+            sha256=data["sha256"],
+            size=data["size"],
+            seconds=float(data["seconds"]),
+        )
 
 
 @dataclass(frozen=True)

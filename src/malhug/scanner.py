@@ -4,12 +4,13 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from . import __version__
+from .cache import ResultMemo, VerdictCache, cache_key, is_storable, rebase
 from .findings import FileResult, Location, Problem, Report, RepositoryResult, Verdict, worst
 from .formats import analyse
 from .formats.base import ScanContext
@@ -25,6 +26,8 @@ class ScanOptions:
     limits: Limits = DEFAULT_LIMITS
     follow_symlinks: bool = False  # into linked folders; linked files are always scanned
     keep_traces: bool = False  # keep pickle traces on results (for explain)
+    cache: VerdictCache | None = None  # verdicts kept across runs, by content
+    memo: ResultMemo | None = field(default_factory=ResultMemo, compare=False, repr=False)  # within a run
 
 
 def scan_paths(targets: Iterable, options: ScanOptions | None = None) -> Report:
@@ -120,11 +123,22 @@ def scan_stream(display: str, opener: Callable[[], BinaryIO], options: ScanOptio
     """Scan one file's content, opened through `opener` (a local file, a remote one ...)."""
     options = options or ScanOptions()
     started = time.monotonic()
+    known = _known_result(options, sha256, display, size, started)
+    if known is not None:
+        return known
     ctx = ScanContext(display, options.limits, Deadline(options.limits.seconds_per_file))
     fmt = "unknown"
     digest = sha256
     try:
         with opener() as stream:
+            if digest is None and size is not None and size <= options.limits.hash_max_bytes and \
+                    _seekable(stream):
+                digest = _sha256(stream)
+                stream.seek(0)
+                known = _known_result(options, digest, display, size, started)
+                if known is not None:
+                    return known
+                ctx.deadline = Deadline(options.limits.seconds_per_file)
             fmt = analyse(stream, ctx, None, name=display)
             if digest is None and size is not None and size <= options.limits.hash_max_bytes:
                 digest = _sha256(stream)
@@ -149,7 +163,40 @@ def scan_stream(display: str, opener: Callable[[], BinaryIO], options: ScanOptio
     )
     if options.keep_traces:
         object.__setattr__(result, "traces", ctx.traces)
+    _remember(options, result)
     return result
+
+
+def _known_result(options: ScanOptions, sha256: str | None, display: str, size: int | None,
+                  started: float) -> FileResult | None:
+    """The result already found for this content, in this run or an earlier one, moved to `display`."""
+    if not sha256 or options.keep_traces:
+        return None
+    key = cache_key(sha256, options.limits, display)
+    result = options.memo.get(key) if options.memo is not None else None
+    if result is None and options.cache:
+        result = options.cache.get(sha256, options.limits, display)
+        if result is not None and options.memo is not None:
+            options.memo.put(key, result)
+    if result is None or (size is not None and result.size is not None and result.size != size):
+        return None
+    return replace(rebase(result, display), seconds=time.monotonic() - started)
+
+
+def _remember(options: ScanOptions, result: FileResult) -> None:
+    if not is_storable(result):
+        return
+    if options.memo is not None:
+        options.memo.put(cache_key(result.sha256, options.limits, result.path), result)
+    if options.cache:
+        options.cache.put(result.sha256, options.limits, result, name=result.path)
+
+
+def _seekable(stream) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _unreadable(display: str, reason: str, size: int | None) -> FileResult:
