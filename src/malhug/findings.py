@@ -191,6 +191,7 @@ class RepositoryResult:
     problems: tuple[Problem, ...] = ()
     fetched_bytes: int | None = None  # for remote repositories: bytes downloaded
     total_bytes: int | None = None  # and the size of everything in the revision
+    notes: tuple[str, ...] = ()  # facts about how it was read (a server that ignored Range ...)
 
     def to_dict(self) -> dict:
         return {
@@ -205,6 +206,7 @@ class RepositoryResult:
             "problems": [p.to_dict() for p in self.problems],
             "fetched_bytes": self.fetched_bytes,
             "total_bytes": self.total_bytes,
+            "notes": list(self.notes),
         }
 
 

@@ -95,7 +95,8 @@ def scan_repository(repo: Repository, options: ScanOptions) -> tuple[RepositoryR
         if file.problem:
             results.append(_unreadable(display, file.problem, file.size))
             continue
-        results.append(scan_stream(display, file.open, options, size=file.size, sha256=file.sha256))
+        results.append(scan_stream(display, file.open, options, size=file.size, sha256=file.sha256,
+                                   hash_max_bytes=file.hash_max_bytes))
     problems = [Problem(reason, Location(repo.location if path is None else repo.display_path(path)))
                 for path, reason in list(repo.problems) + list(layout.problems)]
     verdicts = [r.verdict for r in results] + [verdict_for(list(layout.findings), problems)]
@@ -105,6 +106,7 @@ def scan_repository(repo: Repository, options: ScanOptions) -> tuple[RepositoryR
         roles=tuple(sorted(layout.roles.items())), findings=tuple(layout.findings),
         problems=tuple(problems), total_bytes=repo.total_bytes,
         fetched_bytes=repo.fetched_bytes() if repo.fetched_bytes else None,
+        notes=tuple(repo.notes() if repo.notes else ()),
     )
     return result, results
 
@@ -119,9 +121,14 @@ def scan_file(path: str | os.PathLike, options: ScanOptions | None = None) -> Fi
 
 
 def scan_stream(display: str, opener: Callable[[], BinaryIO], options: ScanOptions | None = None,
-                size: int | None = None, sha256: str | None = None) -> FileResult:
-    """Scan one file's content, opened through `opener` (a local file, a remote one ...)."""
+                size: int | None = None, sha256: str | None = None,
+                hash_max_bytes: int | None = None) -> FileResult:
+    """Scan one file's content, opened through `opener` (a local file, a remote one ...).
+
+    hash_max_bytes: hash no larger file (a remote file would be downloaded whole to hash it)."""
     options = options or ScanOptions()
+    hash_limit = options.limits.hash_max_bytes if hash_max_bytes is None else \
+        min(hash_max_bytes, options.limits.hash_max_bytes)
     started = time.monotonic()
     known = _known_result(options, sha256, display, size, started)
     if known is not None:
@@ -131,8 +138,7 @@ def scan_stream(display: str, opener: Callable[[], BinaryIO], options: ScanOptio
     digest = sha256
     try:
         with opener() as stream:
-            if digest is None and size is not None and size <= options.limits.hash_max_bytes and \
-                    _seekable(stream):
+            if digest is None and size is not None and size <= hash_limit and _seekable(stream):
                 digest = _sha256(stream)
                 stream.seek(0)
                 known = _known_result(options, digest, display, size, started)
@@ -140,7 +146,7 @@ def scan_stream(display: str, opener: Callable[[], BinaryIO], options: ScanOptio
                     return known
                 ctx.deadline = Deadline(options.limits.seconds_per_file)
             fmt = analyse(stream, ctx, None, name=display)
-            if digest is None and size is not None and size <= options.limits.hash_max_bytes:
+            if digest is None and size is not None and size <= hash_limit:
                 digest = _sha256(stream)
     except LimitExceeded as exc:
         ctx.limit_hit(None, exc)

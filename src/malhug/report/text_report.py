@@ -59,6 +59,8 @@ def _repository_lines(repository, report: Report, verbose: bool) -> list[str]:
         top = max(file.findings, key=lambda f: f.severity, default=None)
         detail = top.message if top else (file.problems[0].reason if file.problems else "")
         lines.append(f"  {str(file.verdict):<12} {file.format:<14} {role:<15} {file.path}  {detail[:80]}")
+    for note in repository.notes:
+        lines.append(f"  note: {note}")
     if repository.fetched_bytes is not None and repository.total_bytes:
         share = 100.0 * repository.fetched_bytes / repository.total_bytes
         lines.append(f"  fetched {repository.fetched_bytes} of {repository.total_bytes} bytes ({share:.2f}%)")

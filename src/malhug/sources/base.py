@@ -13,6 +13,7 @@ class RepoFile:
     sha256: str | None = None  # content hash when the source knows it without reading (LFS oid)
     display: str | None = None  # how reports name it (default: the repository's location + path)
     problem: str | None = None  # why it cannot be read at all (a link leaving the repository ...)
+    hash_max_bytes: int | None = None  # hash for the verdict cache only up to this size (remote files)
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Repository:
     problems: list = field(default_factory=list)  # (path or None, reason) that concern it all
     total_bytes: int | None = None
     fetched_bytes: Callable[[], int] | None = None  # remote sources count what they download
+    notes: Callable[[], list] | None = None  # facts about the reading, known once it is done
 
     def display(self, file: RepoFile) -> str:
         if file.display:
