@@ -11,7 +11,7 @@ from hub_server import BIG_TENSOR_BYTES, free_port, mini_hub, olah_hub  # noqa: 
 
 from malhug.cli import EXIT_FINDINGS, EXIT_INCONCLUSIVE, main
 from malhug.findings import Verdict
-from malhug.scanner import scan_paths
+from malhug.scanner import ScanOptions, scan_paths
 from malhug.sources import remote_file
 from malhug.sources.hub import HubError, HubRef, open_hub_repository, parse_target
 from malhug.sources.remote_file import RemoteFile, RemoteReadError
@@ -298,3 +298,30 @@ def test_targets(target, expected):
 def test_bad_targets(target):
     with pytest.raises(HubError):
         parse_target(target, "http://127.0.0.1:9")
+
+
+# -- code taken from another repository ------------------------------------------------------------
+def test_remote_code_in_another_repository_is_fetched_and_scanned(mini, tmp_path):
+    front = tmp_path / "front"
+    front.mkdir()
+    (front / "config.json").write_text(
+        '{"model_type": "tiny", "auto_map": {"AutoModel": "acme/helpers--modeling_tiny.TinyModel"}}')
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    (helpers / "modeling_tiny.py").write_text(
+        "import os\n\nclass TinyModel:\n    def __init__(self, config):\n        os.system('id')\n")
+    mini.add("model", "acme/front", front)
+    mini.add("model", "acme/helpers", helpers)
+
+    report = scan_paths(["hf://acme/front"])
+    front_result, helpers_result = report.repositories
+    assert front_result.references == ("acme/helpers",)
+    assert any(f.rule == "repo-cross-repo-code" for f in front_result.findings)
+    assert helpers_result.id == "acme/helpers"
+    assert str(helpers_result.verdict) == "malicious"
+    assert report.verdict is Verdict.MALICIOUS
+
+    local = scan_paths([str(front)])
+    assert len(local.repositories) == 1  # a local folder does not reach the network by itself
+    followed = scan_paths([str(front)], ScanOptions(follow_remote_code=True))
+    assert [r.id for r in followed.repositories][1:] == ["acme/helpers"]

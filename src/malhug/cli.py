@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "https://huggingface.co/... URLs")
     scan.add_argument("--hf-cache", nargs="?", const="", default=None, metavar="DIR",
                       help="scan the local Hugging Face cache (default: HF_HUB_CACHE)")
+    scan.add_argument("--fetch-remote-code", action="store_true",
+                      help="also fetch and scan hub repositories whose code a local folder's "
+                           "auto_map names (hub targets always have them scanned)")
     scan.add_argument("--no-cache", action="store_true",
                       help="do not read or store verdicts in the content-hash cache")
     scan.add_argument("--cache-dir", metavar="DIR",
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         from .report import render
         from .scanner import ScanOptions, scan_paths
 
-        options = ScanOptions(limits=_limits(args.limit), cache=_cache(args))
+        options = ScanOptions(limits=_limits(args.limit), cache=_cache(args),
+                              follow_remote_code=True if args.fetch_remote_code else None)
         report = scan_paths(list(args.paths) + _hf_cache_targets(args.hf_cache), options)
         text = render(report, args.format, **({"verbose": args.verbose, "quiet": args.quiet}
                                               if args.format == "text" else {}))

@@ -192,6 +192,7 @@ class RepositoryResult:
     fetched_bytes: int | None = None  # for remote repositories: bytes downloaded
     total_bytes: int | None = None  # and the size of everything in the revision
     notes: tuple[str, ...] = ()  # facts about how it was read (a server that ignored Range ...)
+    references: tuple[str, ...] = ()  # other repositories whose code this one runs (auto_map)
 
     def to_dict(self) -> dict:
         return {
@@ -207,6 +208,7 @@ class RepositoryResult:
             "fetched_bytes": self.fetched_bytes,
             "total_bytes": self.total_bytes,
             "notes": list(self.notes),
+            "references": list(self.references),
         }
 
 

@@ -25,6 +25,9 @@ from .limits import DEFAULT_LIMITS, Deadline, LimitExceeded, Limits
 class ScanOptions:
     limits: Limits = DEFAULT_LIMITS
     follow_symlinks: bool = False  # into linked folders; linked files are always scanned
+    # scan the other hub repositories whose code a repository runs (auto_map "org/repo--x.Y"):
+    # None follows them for hub targets only, True also for local folders, False never
+    follow_remote_code: bool | None = None
     keep_traces: bool = False  # keep pickle traces on results (for explain)
     cache: VerdictCache | None = None  # verdicts kept across runs, by content
     memo: ResultMemo | None = field(default_factory=ResultMemo, compare=False, repr=False)  # within a run
@@ -54,10 +57,40 @@ def scan_paths(targets: Iterable, options: ScanOptions | None = None) -> Report:
         if repo is None:
             files.append(scan_file(target, options))
             continue
-        repo_result, repo_files = scan_repository(repo, options)
-        repositories.append(repo_result)
-        files.extend(repo_files)
+        pending = [repo]
+        while pending and len(repositories) < MAX_REPOSITORIES_PER_TARGET + len(names):
+            current = pending.pop(0)
+            repo_result, repo_files = scan_repository(current, options)
+            repositories.append(repo_result)
+            files.extend(repo_files)
+            pending.extend(_referenced(repo_result, current, options, repositories, errors))
     return Report(tuple(files), __version__, tuple(names), tuple(errors), tuple(repositories))
+
+
+MAX_REPOSITORIES_PER_TARGET = 8  # a chain of repositories pointing at each other stops here
+
+
+def _referenced(result: RepositoryResult, repo: Repository, options: ScanOptions,
+                done: list, errors: list) -> list:
+    """The repositories whose code this one would run, opened when remote code is followed."""
+    follow = options.follow_remote_code
+    is_hub = repo.id is not None and not repo.location.startswith("hf-cache:")
+    if follow is False or (follow is None and not is_hub):
+        return []
+    seen = {r.id for r in done if r.id}
+    opened = []
+    for reference in result.references:
+        if reference in seen:
+            continue
+        seen.add(reference)
+        try:
+            target = open_target(f"hf://{reference}", options)
+        except SourceError as exc:
+            errors.append(f"hf://{reference} (code used by {result.id or result.location}): {exc}")
+            continue
+        if target is not None:
+            opened.append(target)
+    return opened
 
 
 class SourceError(Exception):
@@ -107,6 +140,7 @@ def scan_repository(repo: Repository, options: ScanOptions) -> tuple[RepositoryR
         problems=tuple(problems), total_bytes=repo.total_bytes,
         fetched_bytes=repo.fetched_bytes() if repo.fetched_bytes else None,
         notes=tuple(repo.notes() if repo.notes else ()),
+        references=tuple(layout.cross_repo),
     )
     return result, results
 
