@@ -459,3 +459,31 @@ def test_pickle_download_and_execute_through_chained_calls(tmp_path):
     result = malhug.scan(path).files[0]
     found = [f for f in result.findings if f.rule == "pickle-download-exec"]
     assert found and found[0].severity == malhug.Severity.CRITICAL, [f.message for f in result.findings]
+
+
+def test_changing_an_objects_attributes_is_not_patching_a_library(tmp_path):
+    benign = scan_source(tmp_path, """
+        import torch
+
+        class Block(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.proj = torch.nn.Linear(4, 4)
+
+            def forward(self, x):
+                saved = self.proj.bias.data
+                self.proj.bias.data = torch.zeros_like(saved)
+                out = self.proj(x)
+                self.proj.bias.data = saved
+                return out
+    """)
+    assert categories(benign) == set()
+    patched = scan_source(tmp_path, """
+        import torch
+
+        def forward(self, x):
+            return x
+
+        torch.nn.Linear.forward = forward
+    """, "patch.py")
+    assert "model_tamper" in categories(patched, "high")

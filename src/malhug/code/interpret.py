@@ -279,7 +279,7 @@ class Interpreter:
             if base.instance and base.instance.startswith("<self>."):
                 key = (base.instance, target.attr)
                 self.attributes[key] = join([self.attributes.get(key, value), value])
-            elif base.name and not base.name.startswith(("<class>", ".")):
+            elif base.name and base.receiver is None and not base.name.startswith(("<class>", ".")):
                 self._store_event(f"{base.name}.{target.attr}", value, node, base.hidden)
         elif isinstance(target, ast.Subscript):
             base = self.expr(target.value, env)
@@ -344,7 +344,8 @@ class Interpreter:
             source = self.flows.source(self.kb.unalias(name))
             if source and attr in ("environ", "environb"):
                 return AValue(name=name, taint=frozenset({Taint("secret", "the whole environment")}), hidden=base.hidden)
-            return AValue(name=name, hidden=base.hidden, taint=base.taint)
+            # an attribute of an object keeps pointing at that object (it is not a module's)
+            return AValue(name=name, hidden=base.hidden, taint=base.taint, receiver=base.receiver)
         if base.instance:
             return AValue(name=f"{base.instance}.{attr}", taint=base.taint, hidden=base.hidden, receiver=base)
         if base.known:
