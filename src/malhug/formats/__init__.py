@@ -17,6 +17,7 @@ Handler = Callable[[BinaryIO, ScanContext, "str | None", int], "str | None"]
 # Formats that hold only data (no code can run when they are read) are clean once sniffed.
 DATA_ONLY = {
     "text": "text",
+    "json": "JSON data",
     "image": "image",
     "parquet": "Parquet table",
     "arrow": "Arrow table",
@@ -28,7 +29,8 @@ def _registry() -> dict[str, Handler]:
     from . import pickle_stream
 
     handlers: dict[str, Handler] = {"pickle": pickle_stream.handle}
-    for module_name in ("torch", "zip", "archives", "numpy_files", "safetensors", "lfs", "python_source"):
+    for module_name in ("torch", "zip", "archives", "numpy_files", "safetensors", "lfs", "python_source",
+                        "keras", "tensorflow", "onnx", "gguf", "templates", "json_files", "data_only"):
         try:
             module = __import__(f"{__name__}.{module_name}", fromlist=["HANDLERS"])
         except ImportError:

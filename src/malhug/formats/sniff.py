@@ -32,7 +32,12 @@ _MAGICS = [
 ]
 
 CODE_SUFFIXES = (".py", ".pyw", ".ipynb")
-
+TEMPLATE_SUFFIXES = (".jinja", ".jinja2", ".j2")
+# Formats without magic bytes (protobuf) are told by name, only once content said nothing.
+BINARY_BY_SUFFIX = (
+    ("keras_metadata.pb", "keras_metadata"), ("saved_model.pb", "tf_graph"), (".pb", "tf_graph"),
+    (".pbtxt", "tf_graph"), (".onnx", "onnx"), (".ort", "onnx"), (".mlmodel", "coreml"),
+)
 
 def sniff(head: bytes, name: str = "") -> str:
     if _is_torch_legacy(head):
