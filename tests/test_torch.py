@@ -119,7 +119,7 @@ def test_torchscript_archive_is_not_malicious(tmp_path, make):
     result = scan_one(path)
     assert result.format == "torchscript"
     assert str(result.verdict) == "clean", [f.message for f in result.findings]
-    assert any(m.name.endswith(".py") and m.format == "python" for m in result.members)
+    assert any(m.name.endswith(".py") and m.format == "torchscript_code" for m in result.members)
     assert not member(result, "<tensor storages>").analysed
 
 
@@ -234,6 +234,24 @@ def test_payload_in_torchscript_constants(tmp_path):
     result = scan_one(write(tmp_path, "evil.pt", data))
     assert (str(result.verdict), result.format) == ("malicious", "torchscript")
     assert payload_members(result) == {"scripted/constants.pkl"}
+
+
+@pytest.mark.parametrize("injected, rule, category", [
+    ("import os\n", "torchscript-import", "code_exec"),
+    ("os.system('id')\n", "torchscript-command-exec", "command_exec"),
+    ("torch.ops.load_library('/tmp/ops.so')\n", "torchscript-command-exec", "command_exec"),
+])
+def test_code_added_to_torchscript_sources_is_found(tmp_path, injected, rule, category):
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), str(path))
+    with zipfile.ZipFile(path) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("/code/__torch__/torch/nn/modules/linear.py"))
+        source = archive.read(name)
+    data = rebuild(path.read_bytes(), replace={name: injected.encode() + source})
+    result = scan_one(write(tmp_path, "evil.pt", data))
+    found = [f for f in result.findings if f.rule == rule]
+    assert found and found[0].category == category and found[0].location.member == name
+    assert found[0].severity >= malhug.Severity.MEDIUM
 
 
 def test_legacy_checkpoint_with_payload_in_the_main_pickle(tmp_path):

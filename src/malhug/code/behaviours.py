@@ -34,7 +34,7 @@ CODE_RUNNERS_IN_SOURCE = ("builtins.exec", "builtins.eval", "builtins.compile", 
                           "doctest.debug", "dataclasses._create_fn", "typing._eval_type", "marshal.",
                           "numpy.testing._private.utils.runstring", "dill._dill._create_code",
                           "dill._dill._create_function", "types.CodeType")
-NATIVE_IN_SOURCE = ("ctypes.", "cffi.", "_ctypes.")
+NATIVE_IN_SOURCE = ("ctypes.", "cffi.", "_ctypes.", "torch.ops.load_library", "torch.classes.load_library")
 CREATES_ONLY = ("os.mkdir", "os.makedirs", "pathlib.Path.mkdir", "pathlib.Path.touch", "tempfile.")
 DESTRUCTIVE = ("os.remove", "os.unlink", "os.rmdir", "os.removedirs", "shutil.rmtree", "shutil.move",
                "os.rename", "os.replace", "os.truncate", "pathlib.Path.unlink", "pathlib.Path.rmdir")
@@ -134,7 +134,8 @@ def _classify_event(event: Event, unit_kind: str, flows: FlowKnowledge, unit: _U
         if category == "native_code":
             if not name.startswith(NATIVE_IN_SOURCE):
                 return None
-            return make("command_exec", Severity.MEDIUM, f"{event.message} ({name})")
+            severity = Severity.HIGH if unit_kind == "torchscript" else Severity.MEDIUM
+            return make("command_exec", severity, f"{event.message} ({name})")
         if "decoded" in program_kinds or event.hidden:
             return make("command_exec", Severity.CRITICAL, f"runs a hidden command {_quote(command)} ({name})")
         return make("command_exec", Severity.HIGH, f"runs {_quote(command) if command != 'None' else ''}"

@@ -42,7 +42,9 @@ def analyse_unit(unit: Unit, ctx, depth: int = 0) -> Analysis | None:
         ctx.add_problem(unit.member, reason + (f" ({unit.origin})" if unit.origin else ""))
         _pattern_findings(unit, ctx)
         return None
-    analysis = Interpreter().run(tree)
+    analysis = Interpreter(implicit_globals=unit.kind == "torchscript").run(tree)
+    if unit.kind == "torchscript":
+        _torchscript_imports(tree, unit, ctx)
     for problem in analysis.problems:
         ctx.add_problem(unit.member, problem)
     source_lines = unit.text.splitlines()
@@ -60,6 +62,19 @@ def analyse_unit(unit: Unit, ctx, depth: int = 0) -> Analysis | None:
         for line, blob in analysis.blobs:
             _nested_payload(blob, line, unit, ctx, depth)
     return analysis
+
+
+def _torchscript_imports(tree, unit: Unit, ctx) -> None:
+    """Code TorchScript generated never imports anything: an import was put there by hand."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = ", ".join(alias.name for alias in node.names)
+            module = getattr(node, "module", None)
+            what = f"{module}: {names}" if module else names
+            ctx.add_finding(Finding(
+                "torchscript-import", Severity.MEDIUM, "code_exec",
+                f"TorchScript code imports {what} (compiled TorchScript never imports modules)",
+                ctx.location(unit.member, line=node.lineno), ast.get_source_segment(unit.text, node) or ""))
 
 
 def shell_category(command: str) -> str | None:

@@ -87,7 +87,10 @@ class Analysis:
 
 class Interpreter:
     def __init__(self, kb: KnowledgeBase | None = None, flows: FlowKnowledge | None = None,
-                 budget: fold.FoldBudget | None = None):
+                 budget: fold.FoldBudget | None = None, implicit_globals: bool = False):
+        """implicit_globals: a name defined nowhere is a module (TorchScript code never imports:
+        `torch`, `ops`, `os` ... are resolved by its compiler)."""
+        self.implicit_globals = implicit_globals
         self.kb = kb or knowledge_base()
         self.flows = flows or flow_knowledge()
         self.budget = budget or fold.FoldBudget()
@@ -322,6 +325,8 @@ class Interpreter:
             return ref("builtins")
         if node.id in self.classes:
             return AValue(name=f"<class>.{node.id}")
+        if self.implicit_globals:
+            return ref(node.id)
         return UNKNOWN
 
     def e_Attribute(self, node, env):

@@ -20,8 +20,17 @@ def handle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -
     text = raw.decode("utf-8", "replace")
     if text.lstrip().startswith("{") and '"cells"' in text[:4096]:
         return _notebook(text, ctx, member, depth)
+    if _is_torchscript_code(member):
+        analyse_unit(Unit(text, "torchscript", member), ctx, depth)
+        return "torchscript_code"
     analyse_unit(Unit(text, "python", member), ctx, depth)
     return "python"
+
+
+def _is_torchscript_code(member: str | None) -> bool:
+    """The `code/` of a TorchScript archive: `<archive>/code/__torch__...py`."""
+    path = "/" + (member or "").rsplit(":", 1)[-1]
+    return "/code/__torch__" in path
 
 
 def _notebook(text: str, ctx: ScanContext, member: str | None, depth: int) -> str:
