@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -203,3 +204,80 @@ def test_hf_cache_option_scans_the_cache_folder(tmp_path, capsys, monkeypatch):
     assert "acme/tiny" in out.out and "pytorch_model.bin" in out.out
     code, out = _run(capsys, "scan", "--no-cache", "--hf-cache", str(tmp_path / "nothing"))
     assert code == 3
+
+
+def test_several_formats_each_with_its_output(files, tmp_path, capsys):
+    json_out, sarif_out, html_out = tmp_path / "r.json", tmp_path / "r.sarif", tmp_path / "r.html"
+    code, out = _run(capsys, "scan", "--format", "json", "-o", str(json_out), "--format", "sarif", "-o", str(sarif_out),
+                     "--format", "html", "-o", str(html_out), "--format", "markdown", files["critical"])
+    assert code == EXIT_FINDINGS
+    assert out.out.startswith("## ") and "pickle-dangerous-callable" in out.out
+    assert json.loads(json_out.read_text("utf-8"))["files"][0]["verdict"] == "malicious"
+    assert json.loads(sarif_out.read_text("utf-8"))["version"] == "2.1.0"
+    assert html_out.read_text("utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_output_before_format_still_pairs(files, tmp_path, capsys):
+    report = tmp_path / "r.json"
+    code, out = _run(capsys, "scan", "-o", str(report), "--format", "json", files["critical"])
+    assert code == EXIT_FINDINGS and out.out == ""
+    assert json.loads(report.read_text("utf-8"))["summary"]["verdict"] == "malicious"
+    text = tmp_path / "r.txt"
+    code, out = _run(capsys, "scan", "-o", str(text), files["critical"])
+    assert out.out == "" and "MALICIOUS" in text.read_text("utf-8")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--format", "json", "--format", "sarif"],
+    ["--format", "json", "-o", "a.json", "-o", "b.json"],
+    ["--format", "json", "-o", "same", "--format", "sarif", "-o", "same"],
+    ["-o", "a", "--format", "json", "--format", "sarif", "-o", "b"],
+])
+def test_output_usage_errors(files, tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", *argv, files["clean"]])
+    assert exc.value.code == EXIT_ERROR
+    assert list(tmp_path.iterdir()) == [] or all(p.suffix != ".json" for p in tmp_path.iterdir())
+
+
+def test_markdown_escapes_table_cells(tmp_path, capsys):
+    target = tmp_path / "evil|name.pkl"
+    target.write_bytes(op.call("os", "system", "a | b <img src=x>"))
+    code, out = _run(capsys, "scan", "--no-cache", "--format", "markdown", str(target))
+    assert code == EXIT_FINDINGS
+    rows = [line for line in out.out.splitlines() if line.startswith("| critical")]
+    assert len(rows) == 1
+    assert rows[0].count(" | ") == 5  # every pipe from the file is escaped
+    outside_code = re.sub(r"(`+)(.+?)\1", "", out.out)
+    assert "<img" not in outside_code  # raw HTML from a file appears only inside code spans
+
+
+def test_progress_callback_sees_every_file(files, tmp_path):
+    from malhug.scanner import ScanOptions, scan_paths
+
+    seen = []
+    scan_paths([files["clean"], str(tmp_path)], ScanOptions(cache=None, progress=lambda p, s: seen.append((p, s))))
+    assert seen[0] == (files["clean"], os.path.getsize(files["clean"]))
+    assert len(seen) == 1 + len(list(tmp_path.iterdir()))
+    assert all(isinstance(size, int) for _, size in seen)
+
+
+def test_explain_command(files, capsys):
+    code, out = _run(capsys, "explain", files["critical"])
+    assert code == EXIT_FINDINGS
+    assert "os.system('id')" in out.out and "^ [critical] pickle-dangerous-callable" in out.out
+
+
+def test_markdown_message_text_is_inert():
+    from malhug import __version__
+    from malhug.findings import FileResult, Finding, Location, Report, Severity, Verdict
+    from malhug.report.markdown import render_markdown
+
+    finding = Finding("python-code-exec", Severity.HIGH, "code_exec", "runs <script>x</script> [a](http://e) *b*",
+                      Location("a.py", None, None, 3), "exec(x)")
+    report = Report((FileResult("a.py", "python", Verdict.MALICIOUS, (finding,), (), (), None, 1),), __version__)
+    text = render_markdown(report)
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "\\[a\\](http://e)" in text and "\\*b\\*" in text
+    assert "| high | code\\_exec | `python-code-exec` |" in text

@@ -2,6 +2,9 @@
 
 Exit codes: 0 clean; 1 a finding at or above --fail-on; 2 nothing at the gate but something
 could not be fully scanned; 3 usage or internal error.
+
+`--format` may be given several times, each followed by its own `-o FILE`; one format at most
+goes to standard output.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import sys
 
 from . import __version__
 from .findings import Report, Severity, Verdict
+from .report import FORMATS
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCONCLUSIVE, EXIT_ERROR = 0, 1, 2, 3
 FAIL_ON = ("critical", "high", "medium", "low", "suspicious")
@@ -39,15 +43,71 @@ def build_parser() -> argparse.ArgumentParser:
                       help="do not read or store verdicts in the content-hash cache")
     scan.add_argument("--cache-dir", metavar="DIR",
                       help="where the verdict cache lives (default: MALHUG_CACHE_DIR or ~/.cache/malhug)")
-    scan.add_argument("--format", choices=("text", "json"), default="text")
-    scan.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
+    scan.add_argument("--format", choices=FORMATS, action=_FormatAction, dest="outputs", default=None,
+                      help="text (default), json, sarif, html or markdown; repeatable, each with its own -o")
+    scan.add_argument("-o", "--output", metavar="FILE", action=_OutputAction, dest="outputs",
+                      help="write the report of the --format before it to FILE instead of stdout")
     scan.add_argument("--fail-on", choices=FAIL_ON, default="suspicious",
                       help="what makes the exit code 1 (default: a suspicious or malicious verdict)")
     scan.add_argument("-v", "--verbose", action="store_true", help="show clean files and every member")
     scan.add_argument("-q", "--quiet", action="store_true", help="one line per problem")
+    scan.add_argument("--no-progress", action="store_true",
+                      help="no progress bar (it is shown only when standard error is a terminal)")
     scan.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                       help="override a limit (see malhug.limits.Limits), e.g. seconds_per_file=60")
+    explain = commands.add_parser(
+        "explain", help="show the code inside a file with its findings",
+        description="Show the program a pickle would run (or a Python source, a notebook, chat "
+                    "templates), with the findings on the lines they concern. Nothing is run.")
+    explain.add_argument("target", metavar="TARGET[:MEMBER]",
+                         help="a file, or a member inside it: model.pt:archive/data.pkl")
+    explain.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                         help="override a limit, as for scan")
     return parser
+
+
+class _FormatAction(argparse.Action):
+    """Each --format starts a new (format, output) pair."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        pairs = list(getattr(namespace, self.dest, None) or [])
+        pairs.append([value, None])
+        setattr(namespace, self.dest, pairs)
+
+
+class _OutputAction(argparse.Action):
+    """-o FILE belongs to the --format before it (or to the only --format, when it comes first)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        pairs = list(getattr(namespace, self.dest, None) or [])
+        if not pairs:
+            pairs.append([None, value])
+        elif pairs[-1][1] is None:
+            pairs[-1][1] = value
+        else:
+            parser.error(f"{option_string} {value}: the --format before it already has an output")
+        setattr(namespace, self.dest, pairs)
+
+
+def output_pairs(parser, outputs) -> list[tuple[str, str | None]]:
+    """(format, file or None for stdout) for every report asked for."""
+    pairs = [list(p) for p in (outputs or [])]
+    if pairs and pairs[0][0] is None:  # -o before any --format
+        leading = pairs.pop(0)[1]
+        if not pairs:
+            pairs = [["text", leading]]
+        elif len(pairs) == 1 and pairs[0][1] is None:
+            pairs[0][1] = leading
+        else:
+            parser.error("-o must follow the --format it is for")
+    if not pairs:
+        pairs = [["text", None]]
+    if sum(1 for _, path in pairs if path is None) > 1:
+        parser.error("only one --format can go to standard output: give the others -o FILE")
+    paths = [os.path.abspath(path) for _, path in pairs if path is not None]
+    if len(paths) != len(set(paths)):
+        parser.error("two formats written to the same -o FILE")
+    return [(fmt, path) for fmt, path in pairs]
 
 
 def exit_code(report: Report, fail_on: str) -> int:
@@ -111,27 +171,86 @@ def _hf_cache_targets(directory: str | None) -> list:
         raise ValueError(str(exc)) from exc
 
 
+def terminal(stream) -> bool:
+    """Colour and progress only on a terminal, and never under NO_COLOR or TERM=dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _scan(args, parser) -> int:
+    from .report import render
+    from .scanner import ScanOptions, scan_paths
+
+    outputs = output_pairs(parser, args.outputs)
+    targets = list(args.paths) + _hf_cache_targets(args.hf_cache)
+    progress = None
+    if not (args.no_progress or args.quiet) and terminal(sys.stderr):
+        from .report.progress import ScanProgress
+
+        progress = ScanProgress(sys.stderr, total=_known_total(targets))
+    options = ScanOptions(limits=_limits(args.limit), cache=_cache(args),
+                          follow_remote_code=True if args.fetch_remote_code else None,
+                          progress=progress)
+    try:
+        report = scan_paths(targets, options)
+    finally:
+        if progress is not None:
+            progress.close()
+    for fmt, path in outputs:
+        if fmt == "text" and path is None and terminal(sys.stdout):
+            _print_terminal(report, args)
+            continue
+        options = {"verbose": args.verbose, "quiet": args.quiet} if fmt == "text" else {}
+        text = render(report, fmt, **options)
+        if path:
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(text)
+        else:
+            sys.stdout.write(text)
+    return exit_code(report, args.fail_on)
+
+
+def _known_total(targets) -> int | None:
+    """How many files a scan will read, when every target is a plain local file."""
+    if all(isinstance(t, str) and os.path.isfile(t) and "://" not in t for t in targets):
+        return len(targets)
+    return None
+
+
+def _print_terminal(report: Report, args) -> None:
+    from rich.console import Console
+
+    from .report.text_report import print_rich
+
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=False, emoji=False, markup=False)
+    print_rich(report, console, verbose=args.verbose, quiet=args.quiet)
+
+
+def _explain(args) -> int:
+    from .explain import explain
+
+    explanation = explain(args.target, _limits(args.limit))
+    sys.stdout.write(explanation.render())
+    return exit_code(Report((explanation.result,), __version__), "suspicious")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "scan" and not args.paths and args.hf_cache is None:
         parser.error("nothing to scan: name a TARGET or use --hf-cache")
     try:
-        from .report import render
-        from .scanner import ScanOptions, scan_paths
-
-        options = ScanOptions(limits=_limits(args.limit), cache=_cache(args),
-                              follow_remote_code=True if args.fetch_remote_code else None)
-        report = scan_paths(list(args.paths) + _hf_cache_targets(args.hf_cache), options)
-        text = render(report, args.format, **({"verbose": args.verbose, "quiet": args.quiet}
-                                              if args.format == "text" else {}))
-        if args.output:
-            with open(args.output, "w", encoding="utf-8") as out:
-                out.write(text)
-        else:
-            sys.stdout.write(text)
-        return exit_code(report, args.fail_on)
+        if args.command == "explain":
+            return _explain(args)
+        return _scan(args, parser)
     except ValueError as exc:
+        print(f"malhug: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
         print(f"malhug: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # an internal error must never look like a clean scan

@@ -80,9 +80,12 @@ class Finding:
     message: str
     location: Location
     evidence: str = ""
+    # policy (malhug.policy): why this finding is accepted (a suppression's reason, "baseline");
+    # a suppressed finding stays in the report but counts towards no verdict
+    suppressed: str | None = None
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "rule": self.rule,
             "severity": str(self.severity),
             "category": self.category,
@@ -90,11 +93,15 @@ class Finding:
             "location": self.location.to_dict(),
             "evidence": self.evidence,
         }
+        if self.suppressed is not None:
+            data["suppressed"] = {"reason": self.suppressed}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Finding":
+        suppressed = (data.get("suppressed") or {}).get("reason")
         return cls(data["rule"], Severity.parse(data["severity"]), data["category"], data["message"],
-                   Location.from_dict(data["location"]), data["evidence"])
+                   Location.from_dict(data["location"]), data["evidence"], suppressed)
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,13 @@ class Report:
             verdicts.append(Verdict.INCONCLUSIVE)
         return worst(verdicts)
 
-    def findings(self):
+    def findings(self, suppressed: bool = False):
+        """Every finding that counts; with suppressed=True also those a policy accepted."""
+        for finding in self._all_findings():
+            if suppressed or finding.suppressed is None:
+                yield finding
+
+    def _all_findings(self):
         for repository in self.repositories:
             yield from repository.findings
         for file in self.files:
@@ -247,4 +260,5 @@ class Report:
             "findings": sum(severities.values()),
             "severities": severities,
             "errors": list(self.errors),
+            "suppressed": sum(1 for f in self._all_findings() if f.suppressed is not None),
         }

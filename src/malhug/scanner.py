@@ -31,6 +31,13 @@ class ScanOptions:
     keep_traces: bool = False  # keep pickle traces on results (for explain)
     cache: VerdictCache | None = None  # verdicts kept across runs, by content
     memo: ResultMemo | None = field(default_factory=ResultMemo, compare=False, repr=False)  # within a run
+    # told (display path, size or None) before each file is scanned, to show progress
+    progress: Callable[[str, int | None], None] | None = field(default=None, compare=False, repr=False)
+    # which files of a folder or repository are scanned (malhug.policy.globs): a file matching
+    # `exclude`, or matching none of `include` when it is given, is left out of the report
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_file_size: int | None = None  # larger files are reported not analysed (inconclusive)
 
 
 def scan_paths(targets: Iterable, options: ScanOptions | None = None) -> Report:
@@ -125,8 +132,14 @@ def scan_repository(repo: Repository, options: ScanOptions) -> tuple[RepositoryR
     results = []
     for file in repo.files:
         display = repo.display(file)
+        if not _selected(file.path, options):
+            continue
+        _progress(options, display, file.size)
         if file.problem:
             results.append(_unreadable(display, file.problem, file.size))
+            continue
+        if _too_large(file.size, options):
+            results.append(_unreadable(display, _too_large_reason(file.size, options), file.size))
             continue
         results.append(scan_stream(display, file.open, options, size=file.size, sha256=file.sha256,
                                    hash_max_bytes=file.hash_max_bytes))
@@ -151,7 +164,35 @@ def scan_file(path: str | os.PathLike, options: ScanOptions | None = None) -> Fi
         size = os.path.getsize(path)
     except OSError:
         size = None
+    _progress(options, str(path), size)
+    if _too_large(size, options):
+        return _unreadable(str(path), _too_large_reason(size, options), size)
     return scan_stream(str(path), partial(open, path, "rb"), options, size=size)
+
+
+def _selected(path: str, options: ScanOptions) -> bool:
+    """--include/--exclude, matched against the path inside the folder or repository (never
+    against the folders above it, which would let `exclude = ["data"]` drop all of /data/x)."""
+    if not options.include and not options.exclude:
+        return True
+    from .policy.globs import any_match
+
+    if options.include and not any_match(options.include, path):
+        return False
+    return not (options.exclude and any_match(options.exclude, path))
+
+
+def _too_large(size: int | None, options: ScanOptions) -> bool:
+    return options.max_file_size is not None and size is not None and size > options.max_file_size
+
+
+def _too_large_reason(size: int, options: ScanOptions) -> str:
+    return f"not analysed: {size} bytes is over max_file_size ({options.max_file_size} bytes)"
+
+
+def _progress(options: ScanOptions, display: str, size: int | None) -> None:
+    if options.progress is not None:
+        options.progress(display, size)
 
 
 def scan_stream(display: str, opener: Callable[[], BinaryIO], options: ScanOptions | None = None,

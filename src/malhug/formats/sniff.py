@@ -59,14 +59,28 @@ def sniff(head: bytes, name: str = "") -> str:
         return "safetensors"
     if not head:
         return "empty"
-    if _is_text(head):
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    by_suffix = next((fmt for suffix, fmt in BINARY_BY_SUFFIX if name.lower().endswith(suffix)), None)
+    if _is_text(head) and not (by_suffix and _has_control_bytes(head)):
         lowered = name.lower()
         if lowered.endswith(CODE_SUFFIXES):
             return "python"
+        if lowered.endswith(TEMPLATE_SUFFIXES):
+            return "template"
+        if lowered.endswith(".pbtxt"):
+            return "tf_graph"
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+            return "json"
         return "text"
     if len(head) >= 263 and _is_old_tar(head):
         return "tar"
-    return "unknown"
+    return by_suffix or "unknown"
+
+
+def _has_control_bytes(head: bytes) -> bool:
+    """Protobuf tags and lengths are control bytes; text has none but whitespace."""
+    return any(byte < 0x20 and byte not in b"\t\n\r\f\v" for byte in head)
 
 
 def _is_torch_legacy(head: bytes) -> bool:

@@ -12,6 +12,7 @@ from ..findings import Finding, Severity
 from ..limits import MIB, LimitExceeded
 from . import analyse
 from .base import ScanContext, join_member, peek_stream
+from .keras import keras_layout
 from .sniff import SNIFF_BYTES, sniff
 from .torch import TorchZipLayout, zip_layout
 from .zipmember import UnsupportedMethod, open_member
@@ -29,7 +30,7 @@ def handle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -
     for reason, offset in listing.problems:
         ctx.add_problem(member, reason, offset)
     names = [entry.name for entry in listing.entries]
-    layout = zip_layout(names)
+    layout = zip_layout(names) or keras_layout(names)  # a Keras 3 `.keras` archive: config.json read as its config
     raw_records = _RawRecords()
     labels: set[str] = set()
     regions: dict[tuple, str] = {}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from ..findings import Report
 
+FORMATS = ("text", "json", "sarif", "html", "markdown")
+
 
 def render(report: Report, fmt: str, **options) -> str:
     if fmt == "json":
@@ -11,7 +13,13 @@ def render(report: Report, fmt: str, **options) -> str:
     if fmt == "text":
         from .text_report import render_text
         return render_text(report, **options)
+    if fmt == "sarif":
+        from .sarif import render_sarif
+        return render_sarif(report, **options)
+    if fmt == "html":
+        from .html import render_html
+        return render_html(report)
+    if fmt == "markdown":
+        from .markdown import render_markdown
+        return render_markdown(report)
     raise ValueError(f"unknown format {fmt!r}")
-
-
-FORMATS = ("text", "json")
