@@ -239,26 +239,14 @@ def _json_template_sections(path: str, result: FileResult) -> list[Section]:
 
 def _gguf_sections(path: str, result: FileResult) -> list[Section]:
     """The chat templates of a GGUF file's metadata, read with the GGUF reader (never rendered)."""
-    try:
-        from .formats import gguf
-        from .formats.base import ScanContext
-    except ImportError:
-        return []
-    reader = getattr(gguf, "_read", None)
-    if reader is None:
-        return []
+    from .formats.gguf import chat_templates
+
     try:
         with open(path, "rb") as stream:
-            ctx = ScanContext(path)
-            meta = gguf._Metadata()
-            try:
-                reader(gguf._Cursor(stream, ctx, None), meta, ctx, None)
-            except Exception:  # noqa: BLE001 - what was read before the break is still shown
-                pass
-    except (OSError, AttributeError, TypeError):
+            templates = chat_templates(stream, path)
+    except OSError:
         return []
-    return [_template_section(result, template.key, template.value, f"GGUF chat template {template.key}")
-            for template in getattr(meta, "templates", [])]
+    return [_template_section(result, key, text, f"GGUF chat template {key}") for key, text in templates]
 
 
 # ---- rendering ----

@@ -173,6 +173,17 @@ def handle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -
     return "gguf"
 
 
+def chat_templates(stream: BinaryIO, name: str = "") -> list[tuple[str, str]]:
+    """The chat templates in a GGUF file's metadata, as (key, text), read up to any damage."""
+    ctx = ScanContext(name)
+    meta = _Metadata()
+    try:
+        _read(_Cursor(stream, ctx, None), meta, ctx, None)
+    except (_Malformed, LimitExceeded):
+        pass  # what was read before the damage is still returned
+    return [(template.key, template.value) for template in meta.templates]
+
+
 def _read(cursor: _Cursor, meta: _Metadata, ctx: ScanContext, member: str | None) -> None:
     if cursor.read(4) != MAGIC:
         raise _Malformed("no GGUF magic")
