@@ -281,3 +281,77 @@ def test_markdown_message_text_is_inert():
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "\\[a\\](http://e)" in text and "\\*b\\*" in text
     assert "| high | code\\_exec | `python-code-exec` |" in text
+
+
+# -- policy on the command line: config file, suppressions, baselines, selection -------------------
+def _evil(path):
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("id",))
+
+    path.write_bytes(pickle.dumps(Payload()))
+    return path
+
+
+def test_a_reviewed_finding_suppressed_in_malhug_toml_passes_the_gate(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _evil(tmp_path / "model.pkl")
+    assert _run(capsys, "scan", "--no-cache", "model.pkl")[0] == EXIT_FINDINGS
+    (tmp_path / "malhug.toml").write_text(
+        '[[suppressions]]\nrule = "pickle-dangerous-callable"\nfile = "model.pkl"\n'
+        'reason = "reviewed: test fixture"\n')
+    code, out = _run(capsys, "scan", "--no-cache", "--format", "json", "model.pkl")
+    assert code == EXIT_CLEAN
+    finding = json.loads(out.out)["files"][0]["findings"][0]
+    assert finding["suppressed"] == {"reason": "reviewed: test fixture"}
+
+
+@pytest.mark.parametrize("config", [
+    '[[suppressions]]\nrule = "pickle-dangerous-callable"\nfile = "model.pkl"\n',  # no reason
+    '[[suppressions]]\nrule = "x"\nfile = "y"\nreason = "r"\nexpires = "someday"\n',
+    'fail_on = "sometimes"\n',
+    "not toml at all [",
+])
+def test_a_malformed_config_is_a_usage_error_and_suppresses_nothing(tmp_path, capsys, monkeypatch, config):
+    monkeypatch.chdir(tmp_path)
+    _evil(tmp_path / "model.pkl")
+    (tmp_path / "malhug.toml").write_text(config)
+    code, out = _run(capsys, "scan", "--no-cache", "model.pkl")
+    assert code == EXIT_ERROR
+    assert "malhug.toml" in out.err or "config" in out.err.lower()
+
+
+def test_a_baseline_accepts_todays_findings_and_fails_on_new_ones(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    models = tmp_path / "models"
+    models.mkdir()
+    _evil(models / "old.pkl")
+    assert _run(capsys, "scan", "--no-cache", "--write-baseline", "baseline.json", "models")[0] == EXIT_FINDINGS
+    assert _run(capsys, "scan", "--no-cache", "--baseline", "baseline.json", "models")[0] == EXIT_CLEAN
+    new = _evil(models / "new.pkl")
+    new.write_bytes(new.read_bytes().replace(b"id", b"echo"))  # a different payload, not yet reviewed
+    assert _run(capsys, "scan", "--no-cache", "--baseline", "baseline.json", "models")[0] == EXIT_FINDINGS
+
+
+def test_selection_options(tmp_path, capsys):
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    _evil(folder / "model.pkl")
+    (folder / "notes.txt").write_text("hello\n")
+    (folder / "big.bin").write_bytes(b"\0" * 4096)
+    code, out = _run(capsys, "scan", "--no-cache", "--format", "json", "--exclude", "*.pkl", str(folder))
+    paths = {f["path"].rsplit("/", 1)[-1] for f in json.loads(out.out)["files"]}
+    assert "model.pkl" not in paths and "notes.txt" in paths
+    code, out = _run(capsys, "scan", "--no-cache", "--format", "json", "--max-file-size", "1KB",
+                     "--include", "*.bin", str(folder))
+    files = json.loads(out.out)["files"]
+    assert [f["path"].rsplit("/", 1)[-1] for f in files] == ["big.bin"]
+    assert files[0]["verdict"] == "inconclusive" and code == EXIT_INCONCLUSIVE
+    assert _run(capsys, "scan", "--no-cache", "--exclude-rules", "pickle-*", str(folder / "model.pkl"))[0] \
+        == EXIT_CLEAN
+    code, out = _run(capsys, "scan", "--no-cache", "--min-severity", "critical", "--format", "json",
+                     str(folder / "model.pkl"))
+    assert code == EXIT_FINDINGS  # shown or not, the finding still fails the gate

@@ -47,7 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
                       help="text (default), json, sarif, html or markdown; repeatable, each with its own -o")
     scan.add_argument("-o", "--output", metavar="FILE", action=_OutputAction, dest="outputs",
                       help="write the report of the --format before it to FILE instead of stdout")
-    scan.add_argument("--fail-on", choices=FAIL_ON, default="suspicious",
+    scan.add_argument("--config", metavar="FILE",
+                      help="policy file (default: malhug.toml, or [tool.malhug] in pyproject.toml, "
+                           "found from the current folder up to the repository root)")
+    scan.add_argument("--min-severity", choices=("info", "low", "medium", "high", "critical"),
+                      help="show findings from this severity on (verdicts and the gate are unchanged)")
+    scan.add_argument("--rules", metavar="IDS", help="only these rule ids or globs count (comma list)")
+    scan.add_argument("--exclude-rules", metavar="IDS", help="these rule ids or globs do not count")
+    scan.add_argument("--include", action="append", default=None, metavar="GLOB",
+                      help="scan only paths matching (inside folders and repositories)")
+    scan.add_argument("--exclude", action="append", default=None, metavar="GLOB",
+                      help="leave out paths matching (inside folders and repositories)")
+    scan.add_argument("--max-file-size", metavar="SIZE",
+                      help="list larger files as not analysed (e.g. 500MB, 2GiB)")
+    scan.add_argument("--timeout", type=float, metavar="SECONDS", help="wall time per file")
+    scan.add_argument("--baseline", metavar="FILE",
+                      help="accept the findings recorded in FILE: only new ones count")
+    scan.add_argument("--write-baseline", metavar="FILE",
+                      help="record today's findings in FILE (a baseline for later scans)")
+    scan.add_argument("--fail-on", choices=FAIL_ON, default=None,
                       help="what makes the exit code 1 (default: a suspicious or malicious verdict)")
     scan.add_argument("-v", "--verbose", action="store_true", help="show clean files and every member")
     scan.add_argument("-q", "--quiet", action="store_true", help="one line per problem")
@@ -111,15 +129,16 @@ def output_pairs(parser, outputs) -> list[tuple[str, str | None]]:
 
 
 def exit_code(report: Report, fail_on: str) -> int:
+    judged = list(report.files) + list(report.repositories)
     if fail_on == "suspicious":
-        failed = any(f.verdict in (Verdict.SUSPICIOUS, Verdict.MALICIOUS) for f in report.files)
+        failed = any(item.verdict in (Verdict.SUSPICIOUS, Verdict.MALICIOUS) for item in judged)
     else:
         gate = Severity.parse(fail_on)
         failed = any(finding.severity >= gate for finding in report.findings())
     if failed:
         return EXIT_FINDINGS
     # below the gate, findings do not fail the run; what was not fully read still does
-    if report.errors or any(f.verdict is Verdict.INCONCLUSIVE or f.problems for f in report.files):
+    if report.errors or any(item.verdict is Verdict.INCONCLUSIVE or item.problems for item in judged):
         return EXIT_INCONCLUSIVE
     return EXIT_CLEAN
 
@@ -192,14 +211,17 @@ def _scan(args, parser) -> int:
         from .report.progress import ScanProgress
 
         progress = ScanProgress(sys.stderr, total=_known_total(targets))
-    options = ScanOptions(limits=_limits(args.limit), cache=_cache(args),
-                          follow_remote_code=True if args.fetch_remote_code else None,
-                          progress=progress)
+    config = _policy(args)
+    options = config.scan_options(ScanOptions(
+        limits=_limits(args.limit), cache=_cache(args),
+        follow_remote_code=True if args.fetch_remote_code else None, progress=progress))
     try:
         report = scan_paths(targets, options)
     finally:
         if progress is not None:
             progress.close()
+    report = _enforce(report, config, args.write_baseline)
+    gate_report, report = report, _shown(report, config)
     for fmt, path in outputs:
         if fmt == "text" and path is None and terminal(sys.stdout):
             _print_terminal(report, args)
@@ -211,7 +233,44 @@ def _scan(args, parser) -> int:
                 out.write(text)
         else:
             sys.stdout.write(text)
-    return exit_code(report, args.fail_on)
+    return exit_code(gate_report, config.fail_on)
+
+
+def _policy(args):
+    from .policy import load_config
+
+    config = load_config(args.config, os.getcwd())
+    return config.merged(
+        fail_on=args.fail_on, min_severity=args.min_severity, rules=args.rules,
+        exclude_rules=args.exclude_rules, include=args.include, exclude=args.exclude,
+        max_file_size=args.max_file_size, timeout=args.timeout, baseline=args.baseline)
+
+
+def _enforce(report: Report, config, write_baseline_to: str | None) -> Report:
+    """Suppressions, baselines and rule selection; warnings (expired suppressions) to stderr."""
+    from .policy import apply, write_baseline
+
+    result = apply(report, config, baseline=write_baseline_to is None)
+    for warning in result.warnings:
+        print(f"malhug: warning: {warning}", file=sys.stderr)
+    if write_baseline_to:
+        count = write_baseline(result.report, write_baseline_to)
+        print(f"malhug: {count} finding(s) recorded in {write_baseline_to}", file=sys.stderr)
+    return result.report
+
+
+def _shown(report: Report, config) -> Report:
+    """What reporters show: findings under --min-severity hidden, verdicts unchanged."""
+    if config.min_severity is None:
+        return report
+    from dataclasses import replace
+
+    from .policy import visible
+
+    files = tuple(replace(f, findings=tuple(x for x in f.findings if visible(x, config))) for f in report.files)
+    repositories = tuple(replace(r, findings=tuple(x for x in r.findings if visible(x, config)))
+                         for r in report.repositories)
+    return replace(report, files=files, repositories=repositories)
 
 
 def _known_total(targets) -> int | None:
