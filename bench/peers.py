@@ -25,6 +25,21 @@ Peers for Python sources (bench/run_scripts.py):
               MEDIUM or HIGH = malicious, LOW only = clean; a file bandit could not parse
               (JSON "errors") = error. Every issue is kept in `extra`.
 
+More model-file peers (bench/run_accuracy.py):
+  fickling    `fickling --check-safety --json-output FILE PATH` (Trail of Bits). Exit codes:
+              0 the pickle is LIKELY_SAFE, 1 a worse severity, 2 or a traceback: it could not
+              read the file (fickling's command line takes one pickle stream, so PyTorch zips
+              and other containers are errors). A file holding several pickles gets one JSON
+              object per pickle; the worst severity is the answer: LIKELY_SAFE = clean, any
+              other (POSSIBLY_UNSAFE, SUSPICIOUS, LIKELY_UNSAFE, LIKELY_OVERTLY_MALICIOUS,
+              OVERTLY_MALICIOUS) = malicious.
+  modelaudit  `modelaudit scan --format json --no-cache PATH` (promptfoo), with its own
+              virtualenv (bench/.cache/modelaudit-venv: its dependencies conflict with
+              guarddog's) and PROMPTFOO_DISABLE_TELEMETRY=1. Exit codes: 0 no issue,
+              1 issues, 2 scan errors. Any issue of severity `warning` or `critical` =
+              malicious (that is what makes it exit 1; `info` and `debug` issues do not);
+              exit 0 = clean; exit 2 without such issue, or no JSON = error.
+
 Every run gives one of these verdicts:
   malicious / suspicious  the tool flagged the file (`flagged` is true)
   clean                   the tool scanned and found nothing
@@ -51,13 +66,17 @@ CACHE = BENCH / ".cache"
 RESULTS = BENCH / "results"
 PEERS_VENV = CACHE / "peers-venv"
 REQUIREMENTS = BENCH / "requirements-peers.txt"
+MODELAUDIT_VENV = CACHE / "modelaudit-venv"
+MODELAUDIT_REQUIREMENTS = BENCH / "requirements-modelaudit.txt"
 MEASURE = BENCH / "_measure.py"
 
 TOOLS = ("malhug", "picklescan", "modelscan")
+MODEL_TOOLS = TOOLS + ("fickling", "modelaudit")
 SCRIPT_TOOLS = ("malhug", "guarddog", "bandit")
-ALL_TOOLS = TOOLS + tuple(t for t in SCRIPT_TOOLS if t not in TOOLS)
+ALL_TOOLS = MODEL_TOOLS + tuple(t for t in SCRIPT_TOOLS if t not in MODEL_TOOLS)
 FLAGGED = ("malicious", "suspicious")
 DEFAULT_TIMEOUT = 1800.0
+MALHUG_ARGS: list[str] = []  # extra arguments for every malhug run (run_accuracy.py: --no-cache)
 
 
 def malhug_python() -> str:
@@ -65,27 +84,31 @@ def malhug_python() -> str:
 
 
 def peer_bin(name: str) -> Path:
+    if name == "modelaudit":
+        return MODELAUDIT_VENV / "bin" / name
     return PEERS_VENV / "bin" / name
 
 
 # ---------------------------------------------------------------- installing the peers
 
-def install_peers(force: bool = False) -> None:
-    """Create the isolated peers virtualenv and install the pinned peer scanners into it."""
-    if force or not (PEERS_VENV / "bin" / "python").exists():
-        print(f"creating {PEERS_VENV}", file=sys.stderr)
-        venv.EnvBuilder(with_pip=True, clear=True).create(PEERS_VENV)
-    python = str(PEERS_VENV / "bin" / "python")
-    if not force and _pins_satisfied(python):
-        return
-    print(f"installing peers from {REQUIREMENTS.name}", file=sys.stderr)
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "-r", str(REQUIREMENTS)], check=True)
+def install_peers(force: bool = False, modelaudit: bool = True) -> None:
+    """Create the isolated peers virtualenvs and install the pinned peer scanners into them."""
+    targets = [(PEERS_VENV, REQUIREMENTS)] + ([(MODELAUDIT_VENV, MODELAUDIT_REQUIREMENTS)] if modelaudit else [])
+    for where, requirements in targets:
+        if force or not (where / "bin" / "python").exists():
+            print(f"creating {where}", file=sys.stderr)
+            venv.EnvBuilder(with_pip=True, clear=True).create(where)
+        python = str(where / "bin" / "python")
+        if not force and _pins_satisfied(python, requirements):
+            continue
+        print(f"installing peers from {requirements.name}", file=sys.stderr)
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "-r", str(requirements)], check=True)
 
 
-def _pinned() -> dict[str, str]:
+def _pinned(requirements: Path = REQUIREMENTS) -> dict[str, str]:
     pins = {}
-    for line in REQUIREMENTS.read_text().splitlines():
+    for line in requirements.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==", 1)
@@ -93,7 +116,7 @@ def _pinned() -> dict[str, str]:
     return pins
 
 
-def _pins_satisfied(python: str) -> bool:
+def _pins_satisfied(python: str, requirements: Path = REQUIREMENTS) -> bool:
     done = subprocess.run([python, "-m", "pip", "freeze", "--disable-pip-version-check"],
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -103,7 +126,7 @@ def _pins_satisfied(python: str) -> bool:
         if "==" in line:
             name, version = line.split("==", 1)
             have[name.strip().lower()] = version.strip()
-    return all(have.get(name) == version for name, version in _pinned().items())
+    return all(have.get(name) == version for name, version in _pinned(requirements).items())
 
 
 def tool_versions(tools=TOOLS) -> dict[str, str]:
@@ -116,6 +139,9 @@ def tool_versions(tools=TOOLS) -> dict[str, str]:
         # guarddog --version tries to refresh its package lists from the network first
         "guarddog": [peer_python, "-c", "import importlib.metadata as m; print(m.version('guarddog'))"],
         "bandit": [peer_python, "-c", "import importlib.metadata as m; print(m.version('bandit'))"],
+        "fickling": [peer_python, "-c", "import importlib.metadata as m; print(m.version('fickling'))"],
+        "modelaudit": [str(MODELAUDIT_VENV / "bin" / "python"), "-c",
+                       "import importlib.metadata as m; print(m.version('modelaudit'))"],
     }
     for tool in tools:
         command = probes[tool]
@@ -158,7 +184,7 @@ class Run:
 
 def command_for(tool: str, path: str, workdir: Path) -> list[str]:
     if tool == "malhug":
-        return [malhug_python(), "-m", "malhug", "scan", path, "--format", "json"]
+        return [malhug_python(), "-m", "malhug", "scan", path, "--format", "json", *MALHUG_ARGS]
     if tool == "picklescan":
         return [str(peer_bin("picklescan")), "-p", path]
     if tool == "modelscan":
@@ -169,6 +195,14 @@ def command_for(tool: str, path: str, workdir: Path) -> list[str]:
                 "--output-format", "json"]
     if tool == "bandit":
         return [str(peer_bin("bandit")), "-f", "json", "-q", "-r", path]
+    if tool == "fickling":
+        return [str(peer_bin("fickling")), "--check-safety", "--json-output",
+                str(workdir / "fickling-report.json"), path]
+    if tool == "modelaudit":
+        # telemetry off (it would otherwise wait on the network), settings and cache in the
+        # scratch folder
+        return ["env", "PROMPTFOO_DISABLE_TELEMETRY=1", f"HOME={workdir}",
+                str(peer_bin("modelaudit")), "scan", "--format", "json", "--no-cache", path]
     raise ValueError(f"unknown tool {tool!r}")
 
 
@@ -195,8 +229,11 @@ def run_tool(tool: str, path: str | os.PathLike, timeout: float = DEFAULT_TIMEOU
         m = json.loads(measured.read_text())
         stdout = out.read_text(errors="replace")
         stderr = err.read_text(errors="replace")
-        report_file = workdir / "modelscan-report.json"
-        report = report_file.read_text(errors="replace") if report_file.exists() else ""
+        report = ""
+        for name in ("modelscan-report.json", "fickling-report.json"):
+            report_file = workdir / name
+            if report_file.exists():
+                report = report_file.read_text(errors="replace")
         if keep_output is not None:
             keep_output.mkdir(parents=True, exist_ok=True)
             (keep_output / f"{tool}.stdout").write_text(stdout)
@@ -208,7 +245,8 @@ def run_tool(tool: str, path: str | os.PathLike, timeout: float = DEFAULT_TIMEOU
         return run
     interpret = {"malhug": _interpret_malhug, "picklescan": _interpret_picklescan,
                  "modelscan": _interpret_modelscan, "guarddog": _interpret_guarddog,
-                 "bandit": _interpret_bandit}[tool]
+                 "bandit": _interpret_bandit, "fickling": _interpret_fickling,
+                 "modelaudit": _interpret_modelaudit}[tool]
     interpret(run, stdout, stderr, report)
     return run
 
@@ -410,6 +448,68 @@ def _interpret_bandit(run: Run, stdout: str, stderr: str, report: str) -> None:
     run.detail = "; ".join(f"{i['test']} {i['severity']}/{i['confidence']}" for i in shown[:6])
     if errors:
         run.detail = ("errors: " + "; ".join(errors) + "; " + run.detail)[:300]
+
+
+FICKLING_SEVERITIES = ("LIKELY_SAFE", "POSSIBLY_UNSAFE", "SUSPICIOUS", "LIKELY_UNSAFE",
+                       "LIKELY_OVERTLY_MALICIOUS", "OVERTLY_MALICIOUS")
+
+
+def _json_objects(text: str) -> list:
+    """Every JSON value written back to back in text (fickling appends one per pickle)."""
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at >= len(text):
+            return values
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except ValueError:
+            return values
+        values.append(value)
+
+
+def _interpret_fickling(run: Run, stdout: str, stderr: str, report: str) -> None:
+    results = [r for r in _json_objects(report) if isinstance(r, dict) and "severity" in r]
+    severities = [r["severity"] for r in results]
+    worst = max(severities, key=lambda s: FICKLING_SEVERITIES.index(s) if s in FICKLING_SEVERITIES else 0,
+                default=None)
+    run.extra = {"severities": severities}
+    if worst is None or run.exit_code not in (0, 1):
+        run.verdict, run.detail = "error", f"exit {run.exit_code}: {_tail(stdout + stderr)}"
+        return
+    if worst == "LIKELY_SAFE" and run.exit_code == 0:
+        run.verdict = "clean"
+        return
+    run.verdict = "malicious"
+    analysis = next((r.get("analysis", "") for r in results if r["severity"] == worst), "")
+    run.detail = f"{worst}: {analysis.splitlines()[0] if analysis else ''}"[:300]
+
+
+MODELAUDIT_FLAGGED = ("warning", "critical")
+
+
+def _interpret_modelaudit(run: Run, stdout: str, stderr: str, report: str) -> None:
+    data = _json_object(stdout)
+    if not isinstance(data, dict) or "issues" not in data:
+        run.verdict, run.detail = "error", f"exit {run.exit_code}: {_tail(stdout + stderr)}"
+        return
+    issues = [i for i in data.get("issues") or [] if isinstance(i, dict)]
+    flagged = [i for i in issues if str(i.get("severity", "")).lower() in MODELAUDIT_FLAGGED]
+    run.extra = {"issues": [{"severity": i.get("severity"), "rule": i.get("rule_code"),
+                             "message": str(i.get("message", ""))[:200]} for i in issues[:20]],
+                 "has_errors": data.get("has_errors")}
+    if flagged or run.exit_code == 1:
+        run.verdict = "malicious"
+        shown = flagged or issues
+        run.detail = "; ".join(f"{i.get('severity')} {i.get('rule_code')}: {str(i.get('message', ''))[:90]}"
+                               for i in shown[:3])[:300]
+    elif run.exit_code == 0:
+        run.verdict = "clean"
+    else:
+        run.verdict = "error"
+        errors = [str(i.get("message", "")) for i in issues] or [_tail(stdout + stderr)]
+        run.detail = f"exit {run.exit_code}: {errors[0][:200]}"
 
 
 # ---------------------------------------------------------------- command line

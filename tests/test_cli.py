@@ -175,9 +175,9 @@ def test_verdict_cache_serves_the_second_scan_and_can_be_bypassed(tmp_path, caps
     calls = []
     real = formats.analyse
     monkeypatch.setattr("malhug.scanner.analyse", lambda *a, **k: calls.append(1) or real(*a, **k))
-    assert _run(capsys, "scan", "--cache-dir", str(cache_dir), str(target))[0] == 0
+    assert _run(capsys, "scan", "--no-isolation", "--cache-dir", str(cache_dir), str(target))[0] == 0
     assert calls == []
-    assert _run(capsys, "scan", "--no-cache", str(target))[0] == 0
+    assert _run(capsys, "scan", "--no-isolation", "--no-cache", str(target))[0] == 0
     assert calls == [1]
 
 

@@ -403,3 +403,35 @@ def test_configs_nested_too_deep_are_inconclusive(tmp_path):
     result = scan_one(path)
     assert result.verdict == Verdict.INCONCLUSIVE
     assert any("too large or too deep" in p.reason for p in result.problems)
+
+
+@pytest.mark.parametrize("script,expected", [
+    ("import time; time.sleep(30)", "limit hdf5_seconds"),
+    ("import os; os.abort()", "HDF5 reader failed"),
+    ("print('not json')", "HDF5 reader failed"),
+])
+def test_the_hdf5_reader_is_isolated(tmp_path, monkeypatch, script, expected):
+    """The HDF5 library runs in a child process: a hang or a crash there leaves the scan
+    inconclusive, never stuck or dead."""
+    from malhug.formats import keras as keras_format
+
+    monkeypatch.setattr(keras_format, "_HDF5_CHILD", script)
+    monkeypatch.setattr(keras_format, "HDF5_SECONDS", 1.0)
+    path = tmp_path / "model.h5"
+    write_h5(path, keras2_model({"function": "math.add"}, class_name="TFOpLambda"))
+    result = scan_one(path)
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert any(expected in p.reason for p in result.problems)
+
+
+def test_hdf5_link_cycles_are_suspicious(tmp_path):
+    path = tmp_path / "cyclic.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_group("a/deeper")
+        h5["a/deeper/up"] = h5["a"]
+        h5["a/loop"] = h5py.SoftLink("/a")
+    result = scan_one(path)
+    assert result.verdict == Verdict.SUSPICIOUS
+    cycle = next(f for f in result.findings if f.rule == "hostile-shape")
+    assert "cycle" in cycle.message
+    assert "a/deeper/up -> /a" in cycle.evidence and "soft link" in cycle.evidence

@@ -20,7 +20,8 @@ def scan(target: "str | os.PathLike | Iterable[str | os.PathLike]", **options) -
     Options: `limits` (a malhug.limits.Limits, or a dict of overrides such as
     `{"hash_max_bytes": 0}`), `follow_symlinks`, `cache` (a malhug.cache.VerdictCache, the path
     of its database, True for the default one under the user's cache folder, or False/None for
-    none: the default).
+    none: the default), `isolation` (True reads each file in a resource-limited worker process,
+    as the command line does; default False) and `workers`.
     """
     from .limits import DEFAULT_LIMITS, Limits
     from .scanner import ScanOptions, scan_paths

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--max-file-size", metavar="SIZE",
                       help="list larger files as not analysed (e.g. 500MB, 2GiB)")
     scan.add_argument("--timeout", type=float, metavar="SECONDS", help="wall time per file")
+    scan.add_argument("--no-isolation", action="store_true",
+                      help="read files in this process, not in resource-limited worker processes")
+    scan.add_argument("--workers", type=_positive, default=1, metavar="N",
+                      help="files read at once, each in its own worker process (default 1)")
     scan.add_argument("--baseline", metavar="FILE",
                       help="accept the findings recorded in FILE: only new ones count")
     scan.add_argument("--write-baseline", metavar="FILE",
@@ -82,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                          help="override a limit, as for scan")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number from 1 up, not {text!r}")
+    return value
 
 
 class _FormatAction(argparse.Action):
@@ -214,7 +228,8 @@ def _scan(args, parser) -> int:
     config = _policy(args)
     options = config.scan_options(ScanOptions(
         limits=_limits(args.limit), cache=_cache(args),
-        follow_remote_code=True if args.fetch_remote_code else None, progress=progress))
+        follow_remote_code=True if args.fetch_remote_code else None, progress=progress,
+        isolation=not args.no_isolation, workers=args.workers))
     try:
         report = scan_paths(targets, options)
     finally:

@@ -34,6 +34,11 @@ class Limits:
     hash_max_bytes: int = 512 * MIB
     # time
     seconds_per_file: float = 300.0
+    # isolation: the worker process that reads each file (malhug.isolation)
+    worker_address_space: int = 2 * GIB  # RLIMIT_AS of a worker; 0 leaves it as inherited
+    worker_open_files: int = 256  # RLIMIT_NOFILE
+    worker_cpu_margin: float = 10.0  # CPU seconds a file may use beyond seconds_per_file (RLIMIT_CPU)
+    worker_kill_grace: float = 10.0  # wall seconds beyond seconds_per_file before the worker is killed
 
     def with_overrides(self, **overrides) -> "Limits":
         known = {f.name for f in fields(self)}

@@ -4,16 +4,18 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from . import __version__
 from .cache import ResultMemo, VerdictCache, cache_key, is_storable, rebase
 from .findings import FileResult, Location, Problem, Report, RepositoryResult, Verdict, worst
 from .formats import analyse
 from .formats.base import ScanContext
+from .isolation import OUT_OF_MEMORY, WORKER_PROBLEM, Job, WorkerPool, available, local_path
 from .judge import verdict_for
 from .sources.base import Repository
 from .sources.layout import analyse_layout
@@ -38,6 +40,12 @@ class ScanOptions:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     max_file_size: int | None = None  # larger files are reported not analysed (inconclusive)
+    # read each local file in a worker process with resource limits (malhug.isolation). The
+    # command line turns it on unless --no-isolation; through the API it is asked for, since a
+    # scan call pays for starting a worker (about 0.7 s) and an embedding process may rather
+    # read in-process.
+    isolation: bool = False
+    workers: int = 1  # files read at once, each in its own worker (with isolation)
 
 
 def scan_paths(targets: Iterable, options: ScanOptions | None = None) -> Report:
@@ -48,10 +56,17 @@ def scan_paths(targets: Iterable, options: ScanOptions | None = None) -> Report:
     repositories: list[RepositoryResult] = []
     errors: list[str] = []
     names: list[str] = []
+    with _worker_pool(options) as pool:
+        _scan_targets(targets, options, pool, files, repositories, errors, names)
+    return Report(tuple(files), __version__, tuple(names), tuple(errors), tuple(repositories))
+
+
+def _scan_targets(targets: Iterable, options: ScanOptions, pool: WorkerPool | None, files: list,
+                  repositories: list, errors: list, names: list) -> None:
     for target in targets:
         if isinstance(target, Repository):
             names.append(target.location)
-            repo_result, repo_files = scan_repository(target, options)
+            repo_result, repo_files = scan_repository(target, options, pool)
             repositories.append(repo_result)
             files.extend(repo_files)
             continue
@@ -62,16 +77,15 @@ def scan_paths(targets: Iterable, options: ScanOptions | None = None) -> Report:
             errors.append(f"{target}: {exc}")
             continue
         if repo is None:
-            files.append(scan_file(target, options))
+            files.append(scan_file(target, options, pool))
             continue
         pending = [repo]
         while pending and len(repositories) < MAX_REPOSITORIES_PER_TARGET + len(names):
             current = pending.pop(0)
-            repo_result, repo_files = scan_repository(current, options)
+            repo_result, repo_files = scan_repository(current, options, pool)
             repositories.append(repo_result)
             files.extend(repo_files)
             pending.extend(_referenced(repo_result, current, options, repositories, errors))
-    return Report(tuple(files), __version__, tuple(names), tuple(errors), tuple(repositories))
 
 
 MAX_REPOSITORIES_PER_TARGET = 8  # a chain of repositories pointing at each other stops here
@@ -127,22 +141,13 @@ def _is_endpoint_url(target: str) -> bool:
     return bool(endpoint) and target.startswith(endpoint + "/")
 
 
-def scan_repository(repo: Repository, options: ScanOptions) -> tuple[RepositoryResult, list[FileResult]]:
+def scan_repository(repo: Repository, options: ScanOptions,
+                    pool: WorkerPool | None = None) -> tuple[RepositoryResult, list[FileResult]]:
+    """Listing and layout are read here; each file's content in a worker of `pool` (one is made
+    for this repository when isolation is on and none is given)."""
     layout = analyse_layout(repo)
-    results = []
-    for file in repo.files:
-        display = repo.display(file)
-        if not _selected(file.path, options):
-            continue
-        _progress(options, display, file.size)
-        if file.problem:
-            results.append(_unreadable(display, file.problem, file.size))
-            continue
-        if _too_large(file.size, options):
-            results.append(_unreadable(display, _too_large_reason(file.size, options), file.size))
-            continue
-        results.append(scan_stream(display, file.open, options, size=file.size, sha256=file.sha256,
-                                   hash_max_bytes=file.hash_max_bytes))
+    with _worker_pool(options, pool) as workers:
+        results = _scan_entries(_repository_entries(repo, options), options, workers)
     problems = [Problem(reason, Location(repo.location if path is None else repo.display_path(path)))
                 for path, reason in list(repo.problems) + list(layout.problems)]
     verdicts = [r.verdict for r in results] + [verdict_for(list(layout.findings), problems)]
@@ -158,7 +163,22 @@ def scan_repository(repo: Repository, options: ScanOptions) -> tuple[RepositoryR
     return result, results
 
 
-def scan_file(path: str | os.PathLike, options: ScanOptions | None = None) -> FileResult:
+def _repository_entries(repo: Repository, options: ScanOptions) -> Iterator[FileResult | _Entry]:
+    for file in repo.files:
+        display = repo.display(file)
+        if not _selected(file.path, options):
+            continue
+        _progress(options, display, file.size)
+        if file.problem:
+            yield _unreadable(display, file.problem, file.size)
+        elif _too_large(file.size, options):
+            yield _unreadable(display, _too_large_reason(file.size, options), file.size)
+        else:
+            yield _Entry(display, file.open, file.size, file.sha256, file.hash_max_bytes)
+
+
+def scan_file(path: str | os.PathLike, options: ScanOptions | None = None,
+              pool: WorkerPool | None = None) -> FileResult:
     options = options or ScanOptions()
     try:
         size = os.path.getsize(path)
@@ -167,7 +187,86 @@ def scan_file(path: str | os.PathLike, options: ScanOptions | None = None) -> Fi
     _progress(options, str(path), size)
     if _too_large(size, options):
         return _unreadable(str(path), _too_large_reason(size, options), size)
-    return scan_stream(str(path), partial(open, path, "rb"), options, size=size)
+    entry = _Entry(str(path), partial(open, path, "rb"), size)
+    with _worker_pool(options, pool) as workers:
+        return _scan_entries([entry], options, workers)[0]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A file to read: how reports name it, how to open it, what its source knows of it."""
+
+    display: str
+    opener: Callable[[], BinaryIO]
+    size: int | None = None
+    sha256: str | None = None
+    hash_max_bytes: int | None = None
+
+
+def _worker_pool(options: ScanOptions, pool: WorkerPool | None = None):
+    """The pool to read files in: the one given, a new one (closed on exit), or None when files
+    are read in this process (isolation off, or traces kept: they do not travel as dicts)."""
+    isolated = options.isolation and not options.keep_traces and available()
+    if pool is not None or not isolated:
+        return nullcontext(pool if isolated else None)
+    return WorkerPool(options.limits, options.workers)
+
+
+def _scan_entries(entries: Iterable, options: ScanOptions, pool: WorkerPool | None) -> list[FileResult]:
+    """Each entry's result, in order: local files read by the pool, the rest here."""
+    if pool is None:
+        return [entry if isinstance(entry, FileResult) else _scan_here(entry, options) for entry in entries]
+    results: list[FileResult | None] = []
+
+    def jobs():
+        for entry in entries:
+            index = len(results)
+            results.append(entry if isinstance(entry, FileResult) else None)
+            if isinstance(entry, FileResult):
+                continue
+            job = _job(entry, options)
+            if isinstance(job, FileResult):
+                results[index] = job
+            else:
+                yield index, job
+
+    for index, data in pool.run(jobs()):
+        result = FileResult.from_dict(data)
+        results[index] = result
+        _remember(options, result)
+    return results
+
+
+def _scan_here(entry: _Entry, options: ScanOptions) -> FileResult:
+    return scan_stream(entry.display, entry.opener, options, size=entry.size, sha256=entry.sha256,
+                       hash_max_bytes=entry.hash_max_bytes)
+
+
+def _job(entry: _Entry, options: ScanOptions) -> Job | FileResult:
+    """What a worker is sent for a local file, or the result known already (in this run or the
+    cache, found by the hash taken here). Files without a local path are read here."""
+    path = local_path(entry.opener)
+    if path is None:
+        return _scan_here(entry, options)
+    started = time.monotonic()
+    digest = entry.sha256
+    hash_limit = options.limits.hash_max_bytes if entry.hash_max_bytes is None else \
+        min(entry.hash_max_bytes, options.limits.hash_max_bytes)
+    if digest is None and entry.size is not None and entry.size <= hash_limit and os.path.isfile(path):
+        digest = _hash_path(path)
+    known = _known_result(options, digest, entry.display, entry.size, started)
+    if known is not None:
+        return known
+    return Job(entry.display, path, entry.size, digest, options.limits)
+
+
+def _hash_path(path: str) -> str | None:
+    """Hashing reads bytes and interprets none of them: it is done here, for the cache."""
+    try:
+        with open(path, "rb") as stream:
+            return _sha256(stream)
+    except OSError:
+        return None
 
 
 def _selected(path: str, options: ScanOptions) -> bool:
@@ -229,6 +328,8 @@ def scan_stream(display: str, opener: Callable[[], BinaryIO], options: ScanOptio
         ctx.add_problem(None, f"cannot read: {exc.strerror or exc}")
     except RecursionError:
         ctx.add_problem(None, "input nested too deeply to read")
+    except MemoryError:
+        ctx.add_problem(None, OUT_OF_MEMORY)
     except Exception as exc:  # a reader bug must not pass a file as clean, nor stop the scan
         ctx.add_problem(None, f"internal error while reading: {type(exc).__name__}: {exc}")
     result = FileResult(
@@ -265,12 +366,17 @@ def _known_result(options: ScanOptions, sha256: str | None, display: str, size: 
 
 
 def _remember(options: ScanOptions, result: FileResult) -> None:
-    if not is_storable(result):
+    if not is_storable(result) or _attempt_failed(result):
         return
     if options.memo is not None:
         options.memo.put(cache_key(result.sha256, options.limits, result.path), result)
     if options.cache:
         options.cache.put(result.sha256, options.limits, result, name=result.path)
+
+
+def _attempt_failed(result: FileResult) -> bool:
+    """A worker that died or ran out of memory says nothing lasting about the content."""
+    return any(p.reason.startswith((WORKER_PROBLEM, OUT_OF_MEMORY)) for p in result.problems)
 
 
 def _seekable(stream) -> bool:

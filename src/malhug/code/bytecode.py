@@ -23,7 +23,7 @@ RUNNING = sys.version_info[:2]
 MAX_CODE_OBJECTS = 256
 MAX_CONST_CHARS = 64 * 1024
 MAX_SOURCE_CHARS = 2 * 1024 * 1024
-MAX_INSTRUCTIONS = 200_000
+MAX_INSTRUCTIONS = 200_000  # followed symbolically, over all code objects of one function
 MAX_NAMES_FOR_CHAINS = 64
 MAX_CALL_ARGS = 8
 MAX_LISTING_ITEMS = 40
@@ -48,9 +48,11 @@ def lower(code: CodeInfo) -> Lowered:
     names = _unique(n for obj in objects for n in obj.names)
     decodable = all(_matches_running(obj) for obj in objects)
     blocks, listing = [], []
+    budget = MAX_INSTRUCTIONS
     for obj in objects:
         listing.append(_summary(obj))
-        if decodable:
+        budget -= len(obj.code) // 2
+        if decodable and budget >= 0:
             instructions = list(_instructions(obj.code))
             listing.extend(f"    {off:>4} {name} {_argrepr(obj, name, arg)}".rstrip()
                            for off, name, arg, _ in instructions[:MAX_LISTING_ITEMS * 4])

@@ -27,15 +27,32 @@ class ScanContext:
     members: list = field(default_factory=list)
     traces: dict = field(default_factory=dict)  # member path -> pickle trace (for explain)
     member_count: int = 0
+    expanded_bytes: int = 0  # declared sizes of archive members read so far, nested ones multiplied
+    # member path prefix -> [worst unsuppressed finding, first problem], so that judging each of
+    # many members stays linear; members nested deeper than _TALLY_DEPTH are matched one by one
+    _tally: dict = field(default_factory=dict, repr=False)
+    _deep: list = field(default_factory=list, repr=False)
 
     def location(self, member: str | None, offset: int | None = None, line: int | None = None) -> Location:
         return Location(self.file, member, offset, line)
 
     def add_finding(self, finding: Finding) -> None:
         self.findings.append(finding)
+        self._count(finding.location.member, finding, None)
 
     def add_problem(self, member: str | None, reason: str, offset: int | None = None) -> None:
-        self.problems.append(Problem(reason, self.location(member, offset)))
+        problem = Problem(reason, self.location(member, offset))
+        self.problems.append(problem)
+        self._count(member, None, problem)
+
+    def _count(self, member: str | None, finding: Finding | None, problem: Problem | None) -> None:
+        parts = tuple(member.split(":", _TALLY_DEPTH)) if member else ()
+        if len(parts) > _TALLY_DEPTH:
+            self._deep.append((member, finding, problem))
+            parts = parts[:_TALLY_DEPTH]
+        for end in range(len(parts) + 1):
+            tally = self._tally.setdefault(parts[:end], [None, None])
+            _merge(tally, finding, problem)
 
     def limit_hit(self, member: str | None, exc: LimitExceeded, offset: int | None = None) -> None:
         """A bound was reached: inconclusive, and suspicious when the shape itself is hostile."""
@@ -55,14 +72,28 @@ class ScanContext:
         """Give one artefact its own result, judged from the findings and problems located in it
         and in what it contains (the file itself: everything)."""
         key = name or ""
+        parts = tuple(key.split(":", _TALLY_DEPTH)) if key else ()
+        if len(parts) > _TALLY_DEPTH:
+            tally = [None, None]
+            for member, finding, problem in self._deep:
+                if member == key or member.startswith(key + ":"):
+                    _merge(tally, finding, problem)
+        else:
+            tally = self._tally.get(parts, [None, None])
+        worst, problem = tally
+        verdict = verdict_for([worst] if worst else [], [problem] if problem else [])
+        self.members.append(MemberResult(key or "(file)", fmt, verdict, analysed, note))
 
-        def inside(location) -> bool:
-            member = location.member or ""
-            return not key or member == key or member.startswith(key + ":")
 
-        mine = [f for f in self.findings if inside(f.location)]
-        issues = [p for p in self.problems if inside(p.location)]
-        self.members.append(MemberResult(key or "(file)", fmt, verdict_for(mine, issues), analysed, note))
+_TALLY_DEPTH = 8  # member path segments indexed for record_member
+
+
+def _merge(tally: list, finding: Finding | None, problem: Problem | None) -> None:
+    if finding is not None and finding.suppressed is None and (
+            tally[0] is None or finding.severity > tally[0].severity):
+        tally[0] = finding
+    if problem is not None and tally[1] is None:
+        tally[1] = problem
 
 
 def peek_stream(stream: BinaryIO, size: int) -> tuple[bytes, BinaryIO]:

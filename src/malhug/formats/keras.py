@@ -12,8 +12,12 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -30,7 +34,7 @@ MAX_CONFIG_DEPTH = 256
 MAX_LAMBDA_CODE_CHARS = 64 * MIB
 MAX_HDF5_OBJECTS = 200_000
 MAX_ATTRIBUTES = 200_000
-HDF5_SPOOL_IN_MEMORY = 64 * MIB
+HDF5_SECONDS = 60.0
 MAX_PROTOBUF_DEPTH = 6
 MAX_JSON_PROBES = 10_000
 
@@ -53,30 +57,26 @@ CONFIG_ATTRIBUTES = ("model_config", "training_config")
 def handle_hdf5(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -> str:
     """An HDF5 file: a legacy Keras model when its attributes hold a model config."""
     try:
-        import h5py
-    except ImportError:
-        ctx.add_problem(member, "h5py is not installed: HDF5 attributes were not read")
+        result = _read_hdf5(stream, ctx)
+    except _Hdf5Unreadable as exc:
+        ctx.add_problem(member, str(exc))
         return "hdf5"
-    source = _random_access(stream, ctx)
-    try:
-        with h5py.File(source, "r") as h5:
-            configs, external, unreadable = _hdf5_configs(h5, ctx)
-    except LimitExceeded:
-        raise
-    except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError ... on bad files
-        ctx.add_problem(member, f"HDF5 file cannot be read: {_short(exc)}")
-        return "hdf5"
-    finally:
-        if source is not stream:
-            source.close()
-    for where in unreadable:
+    for where in result.get("unreadable", []):
         ctx.add_problem(member, f"HDF5 attribute {where} cannot be read")
-    for link in external:
+    cycles = result.get("cycles", [])
+    if cycles:
+        ctx.add_finding(Finding(
+            "hostile-shape", Severity.MEDIUM, "tampering",
+            f"input built to exhaust a scanner or loader (HDF5 group linked into itself, a cycle: "
+            f"{len(cycles)} found; a reader that walks the file never ends, and Keras never writes these)",
+            ctx.location(member), "; ".join(cycles)[:300]))
+    for link in result.get("external", []):
         ctx.add_finding(Finding(
             "hdf5-external-link", Severity.LOW, "tampering",
             f"HDF5 link to another file ({link}); Keras never writes these",
             ctx.location(member), link[:200]))
     walker = _Walker(ctx, member)
+    configs = result.get("configs", [])
     for where, text in configs:
         config = _parse_json(text, ctx, member, where)
         if config is not None:
@@ -140,87 +140,145 @@ HANDLERS = {"hdf5": handle_hdf5, "keras_metadata": handle_metadata, "keras_confi
 
 # -- HDF5
 
-def _random_access(stream: BinaryIO, ctx: ScanContext) -> BinaryIO:
-    """h5py needs to seek: a stream that cannot (a compressed member) is spooled first."""
-    if _seekable(stream):
-        return stream
-    spool = tempfile.SpooledTemporaryFile(max_size=HDF5_SPOOL_IN_MEMORY)
+class _Hdf5Unreadable(Exception):
+    pass
+
+
+def _read_hdf5(stream: BinaryIO, ctx: ScanContext) -> dict:
+    """The HDF5 library can hang or crash on hostile files, so it reads them in a child
+    process with a time limit; the child reports configs, external links and unreadable
+    config attributes as JSON."""
+    path, temporary = _file_path(stream, ctx)
+    try:
+        seconds = HDF5_SECONDS
+        if ctx.deadline.expires is not None:
+            seconds = max(1.0, min(seconds, ctx.deadline.expires - time.monotonic()))
+        try:
+            done = subprocess.run(
+                [sys.executable, "-I", "-c", _HDF5_CHILD, path, str(MAX_HDF5_OBJECTS), str(MAX_ATTRIBUTES)],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=seconds)
+        except subprocess.TimeoutExpired:
+            raise LimitExceeded("hdf5_seconds", f"HDF5 structure not read within {seconds:g}s") from None
+        except OSError as exc:
+            raise _Hdf5Unreadable(f"HDF5 reader could not start: {_short(exc)}") from None
+    finally:
+        if temporary:
+            os.unlink(path)
+    try:
+        result = json.loads(done.stdout.decode("utf-8", "replace"))
+    except ValueError:
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise _Hdf5Unreadable(f"HDF5 reader failed: {detail[0][:200]}") from None
+    if result.get("limit"):
+        raise LimitExceeded(result["limit"], result.get("detail", ""))
+    if result.get("error"):
+        raise _Hdf5Unreadable(f"HDF5 file cannot be read: {result['error'][:200]}")
+    return result
+
+
+def _file_path(stream: BinaryIO, ctx: ScanContext) -> tuple[str, bool]:
+    """The path of a file on disk holding the stream's bytes (a copy unless the stream is one)."""
+    name = getattr(stream, "name", None)
+    if isinstance(name, str) and os.path.isfile(name) and _seekable(stream) and stream.tell() == 0:
+        return name, False
+    handle = tempfile.NamedTemporaryFile(prefix="malhug-", suffix=".h5", delete=False)
     total = 0
-    while True:
-        ctx.deadline.check()
-        chunk = stream.read(MIB)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > ctx.limits.max_member_size:
-            spool.close()
-            raise LimitExceeded("max_member_size", f"HDF5 member larger than {ctx.limits.max_member_size} bytes")
-        spool.write(chunk)
-    spool.seek(0)
-    return spool
+    try:
+        with handle:
+            while True:
+                ctx.deadline.check()
+                chunk = stream.read(MIB)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > ctx.limits.max_member_size:
+                    raise LimitExceeded("max_member_size",
+                                        f"HDF5 member larger than {ctx.limits.max_member_size} bytes")
+                handle.write(chunk)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+    return handle.name, True
 
 
-def _hdf5_configs(h5, ctx: ScanContext) -> tuple[list, list, list]:
-    """Scalar string attributes holding Keras configs, from every object (never a dataset's
-    data), the external links found on the way (not followed), and config attributes that
-    could not be read."""
-    configs: list = []
-    external: list = []
-    unreadable: list = []
-    counts = {"objects": 0, "attributes": 0}
+# Runs in the child: only h5py and json. Reads attributes (scalar strings only) and the link
+# structure; never a dataset's data, never an external link's target.
+_HDF5_CHILD = r"""
+import json, sys
+path, max_objects, max_attributes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+CONFIG_ATTRIBUTES = ("model_config", "training_config")
+out = {"configs": [], "external": [], "unreadable": [], "cycles": []}
+counts = {"objects": 0, "attributes": 0, "hard": 0}
 
-    def visit(name: str, obj) -> object:
-        ctx.deadline.check()
-        counts["objects"] += 1
-        if counts["objects"] > MAX_HDF5_OBJECTS:
-            raise LimitExceeded("hdf5_objects", f"more than {MAX_HDF5_OBJECTS} HDF5 objects")
-        _config_attributes(name, obj, configs, unreadable, counts)
-        return None
+class Limit(Exception):
+    pass
 
-    visit("", h5)
-    h5.visititems(visit)
-    if hasattr(h5, "visititems_links"):
-        import h5py
+def text_of(value):
+    if getattr(value, "shape", None) == (1,):
+        value = value[0]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
 
-        def links(name: str, link) -> None:
-            if isinstance(link, h5py.ExternalLink):
-                external.append(f"{name} -> {link.filename}:{link.path}")
-            return None if len(external) < 100 else True
-
-        h5.visititems_links(links)
-    return configs, external, unreadable
-
-
-def _config_attributes(name: str, obj, configs: list, unreadable: list, counts: dict) -> None:
+def attributes(name, obj):
+    counts["objects"] += 1
+    if counts["objects"] > max_objects:
+        raise Limit("hdf5_objects", f"more than {max_objects} HDF5 objects")
     for attribute in list(obj.attrs.keys()):
         counts["attributes"] += 1
-        if counts["attributes"] > MAX_ATTRIBUTES:
-            raise LimitExceeded("hdf5_attributes", f"more than {MAX_ATTRIBUTES} HDF5 attributes")
+        if counts["attributes"] > max_attributes:
+            raise Limit("hdf5_attributes", f"more than {max_attributes} HDF5 attributes")
         where = f"{name}/{attribute}" if name else attribute
         try:
             handle = obj.attrs.get_id(attribute)
             if handle.shape not in ((), (1,)) or handle.dtype.kind not in "SOU":
                 continue
-            value = obj.attrs[attribute]
-        except (OSError, KeyError, TypeError, ValueError):
+            text = text_of(obj.attrs[attribute])
+        except Exception:
             if attribute in CONFIG_ATTRIBUTES:
-                unreadable.append(where)
+                out["unreadable"].append(where)
             continue
-        text = _attribute_text(value)
         if text is None:
             continue
         if attribute in CONFIG_ATTRIBUTES or (text.lstrip().startswith("{") and '"class_name"' in text):
-            configs.append((where, text))
+            out["configs"].append([where, text])
 
+def ancestors(name):
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(len(parts) + 1)]
 
-def _attribute_text(value) -> str | None:
-    if hasattr(value, "shape") and getattr(value, "shape", None) == (1,):
-        value = value[0]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return value
+def links(name, link):
+    if isinstance(link, h5py.ExternalLink) and len(out["external"]) < 100:
+        out["external"].append(f"{name} -> {link.filename}:{link.path}")
+    elif isinstance(link, h5py.SoftLink) and len(out["cycles"]) < 100:
+        target = link.path.strip("/")
+        if target in ancestors(name):
+            out["cycles"].append(f"{name} -> /{target} (soft link)")
+    elif isinstance(link, h5py.HardLink) and len(out["cycles"]) < 100 and counts["hard"] < max_objects:
+        counts["hard"] += 1
+        if h5.get(name, getclass=True) is h5py.Group:
+            target = h5[name]
+            for ancestor in ancestors(name):
+                if (h5[ancestor] if ancestor else h5) == target:
+                    out["cycles"].append(f"{name} -> /{ancestor}")
+                    break
     return None
+
+try:
+    import h5py
+    with h5py.File(path, "r") as h5:
+        attributes("", h5)
+        h5.visititems(attributes)
+        if hasattr(h5, "visititems_links"):
+            h5.visititems_links(links)
+except Limit as exc:
+    out = {"limit": exc.args[0], "detail": exc.args[1]}
+except ImportError:
+    out = {"error": "h5py is not installed"}
+except Exception as exc:
+    out = {"error": f"{type(exc).__name__}: {exc}"}
+sys.stdout.write(json.dumps(out))
+"""
 
 
 # -- keras_metadata.pb

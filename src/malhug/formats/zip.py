@@ -33,7 +33,8 @@ def handle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -
     layout = zip_layout(names) or keras_layout(names)  # a Keras 3 `.keras` archive: config.json read as its config
     raw_records = _RawRecords()
     labels: set[str] = set()
-    regions: dict[tuple, str] = {}
+    regions: dict[tuple, tuple[str, int]] = {}
+    expansion = _Expansion(ctx, archive)
     for entry in listing.entries:
         label = _label(entry, labels)
         ctx.count_member(join_member(member, label))
@@ -44,15 +45,43 @@ def handle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -
         region = (entry.data_offset, entry.compressed_size, entry.method, entry.flags & FLAG_ENCRYPTED)
         if entry.data_offset is not None and region in regions:
             # Many entries over the same bytes is how overlapping zip bombs multiply work.
+            first, nested = regions[region]
             ctx.record_member(join_member(member, label), "zip_member", analysed=False,
-                              note=f"same data as {regions[region]}")
+                              note=f"same data as {first}")
+            expansion.add(entry, nested, repeated=True)
             continue
-        regions[region] = label
+        before = ctx.expanded_bytes
         _read_entry(archive, ctx, member, label, entry, depth, layout, hidden)
+        nested = ctx.expanded_bytes - before
+        regions[region] = (label, nested)
+        expansion.add(entry, nested, repeated=False)
     raw_records.record(ctx, member)
     if layout is not None:
         return layout.format
     return "npz" if names and all(name.endswith(".npy") for name in names) else "zip"
+
+
+class _Expansion:
+    """What the members of one zip expand to, by their declared sizes, with what nested
+    archives inside them expand to: a zip of zips (42.zip) or of entries sharing one
+    compressed kernel is a bomb to whoever extracts it, though each piece looks small."""
+
+    def __init__(self, ctx: ScanContext, archive: BinaryIO):
+        self.ctx = ctx
+        self.packed = max(archive.seek(0, 2), 1)
+        self.total = 0
+
+    def add(self, entry: Entry, nested: int, repeated: bool) -> None:
+        """nested: what archives inside the member expand to (already counted unless repeated)."""
+        ctx = self.ctx
+        size = entry.size or 0
+        ctx.expanded_bytes += size + nested if repeated else size
+        self.total += size + nested
+        limits = ctx.limits
+        total = self.total
+        if total > limits.ratio_floor and total > limits.max_ratio * self.packed:
+            detail = f"zip members expand to more than {total} bytes from a {self.packed} byte zip"
+            raise LimitExceeded("max_ratio", detail, hostile=True)
 
 
 def _label(entry: Entry, seen: set[str]) -> str:

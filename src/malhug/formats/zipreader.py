@@ -50,6 +50,7 @@ class Entry:
     in_central: bool = True
     data_offset: int | None = None  # None: no local header where the central directory points
     local_name: str | None = None
+    size: int | None = None  # uncompressed size the central directory declares
 
 
 @dataclass
@@ -79,7 +80,9 @@ def list_entries(stream: BinaryIO, deadline: Deadline | None = None) -> Listing:
             listing.problems.append(
                 (f"central directory broken at offset {broken_at}: {_FALLBACK}", broken_at))
             listing.has_central_directory = False
-    for entry in listing.entries:
+    for index, entry in enumerate(listing.entries):
+        if index & 0x3FF == 0x3FF:
+            deadline.check()
         _locate_data(stream, entry)
     covered = [(e.header_offset, e.data_offset + (e.compressed_size or 0))
                for e in listing.entries if e.data_offset is not None]
@@ -157,7 +160,7 @@ def _read_central_directory(stream: BinaryIO, start: int, end: int,
         if len(name) < name_len or len(extra) < extra_len:
             return entries, pos
         usize, csize, offset = _apply_zip64_extra(extra, usize, csize, offset)
-        entries.append(Entry(_decode_name(name, flags), offset, csize, method, flags))
+        entries.append(Entry(_decode_name(name, flags), offset, csize, method, flags, size=usize))
         pos += _CENTRAL.size + name_len + extra_len + comment_len
     return entries, None
 

@@ -98,7 +98,90 @@ def check_trace(trace: Trace, location: Location, limits: Limits = DEFAULT_LIMIT
     for anomaly in trace.anomalies:
         findings.append(Finding("pickle-anomaly", Severity.INFO, "unknown_global", anomaly.message,
                                 at(anomaly.offset), ""))
+    hostile = _hostile_shape(trace)
+    if hostile:
+        findings.append(Finding("hostile-shape", Severity.MEDIUM, "tampering",
+                                f"input built to exhaust a scanner or loader ({hostile})",
+                                at(trace.start_offset), ""))
     return TraceVerdict(findings, nested)
+
+
+# pickle.dumps cannot nest deeper than the recursion limit (1000 by default), and shares a
+# value only where the data shares it: deeper nesting, or references that expand to vastly
+# more values than the stream has opcodes (a billion laughs), are written by hand
+MAX_VALUE_DEPTH = 10_000
+MAX_EXPANSION = 10_000_000
+EXPANSION_PER_OPCODE = 100
+SHAPE_WORK = 4_000_000  # container items looked at before the shape is left unjudged
+
+
+def _hostile_shape(trace: Trace) -> str | None:
+    roots = list(trace.results) + [arg for call in trace.calls for arg in call.args]
+    shape = _shape(roots)
+    if shape is None:
+        return None
+    expanded, depth = shape
+    if depth > MAX_VALUE_DEPTH:
+        return f"values nested {depth} deep"
+    if expanded > MAX_EXPANSION and expanded > EXPANSION_PER_OPCODE * max(trace.opcodes, 1):
+        return f"shared references expand to {expanded:.3g} values from {trace.opcodes} opcodes"
+    return None
+
+
+def _children(value) -> tuple:
+    if isinstance(value, (ListValue, TupleValue, SetValue)):
+        return tuple(value.items)
+    if isinstance(value, DictValue):
+        return tuple(part for pair in value.items for part in pair)
+    if isinstance(value, Result):
+        return tuple(value.call.args) + tuple(v for pair in value.call.kwargs for v in pair)
+    return ()
+
+
+_CONTAINERS = (ListValue, TupleValue, SetValue, DictValue, Result)
+
+
+def _shape(roots: list) -> tuple[int, int] | None:
+    """(values the roots expand to when every reference is copied, deepest nesting), walking
+    each container once; None when that is more work than SHAPE_WORK. Values hash by identity."""
+    size: dict = {}
+    depth: dict = {}
+    pending: dict = {}  # being walked -> its children; a reference back to one is a cycle
+    work = 0
+    total, deepest = 0, 0
+    for root in roots:
+        if not isinstance(root, _CONTAINERS):
+            total += 1
+            continue
+        stack = [root]
+        while stack:
+            value = stack[-1]
+            if value in size:
+                stack.pop()
+                continue
+            children = pending.pop(value, None)
+            if children is not None:
+                stack.pop()
+                own_size, own_depth = 1, 0
+                for child in children:
+                    own_size += size.get(child, 1)
+                    child_depth = depth.get(child, 0)
+                    if child_depth > own_depth:
+                        own_depth = child_depth
+                size[value] = own_size if own_size < 1 << 62 else 1 << 62
+                depth[value] = own_depth + 1
+                continue
+            children = _children(value)
+            pending[value] = children
+            work += len(children) + 1
+            if work > SHAPE_WORK:
+                return None
+            for child in children:
+                if isinstance(child, _CONTAINERS) and child not in size and child not in pending:
+                    stack.append(child)
+        total = min(total + size[root], 1 << 62)
+        deepest = max(deepest, depth[root])
+    return total, deepest
 
 
 def _first_uses(trace: Trace) -> dict[int, Call]:

@@ -155,7 +155,7 @@ def _import_of(qualname: str) -> str | None:
 
 def _callee(text: str) -> str:
     """Parenthesise anything that is not a plain name or attribute chain."""
-    if text.replace(".", "").replace("_", "a").isalnum():
+    if all(part.isidentifier() for part in text.split(".")):
         return text
     return f"({text})"
 

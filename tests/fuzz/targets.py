@@ -1,0 +1,174 @@
+"""Fuzz targets: each takes bytes and must return. Findings, problems and an inconclusive
+verdict are all fine answers; an exception escaping the public entry point is a crash.
+
+Used by tests/fuzz/run.py (atheris, coverage guided) and by the hypothesis smoke tests.
+"""
+from __future__ import annotations
+
+import ast
+import io
+import struct
+
+from malhug.formats import analyse
+from malhug.formats.base import ScanContext
+from malhug.limits import DEFAULT_LIMITS, Deadline
+
+SECONDS_PER_INPUT = 10.0  # the scan's own deadline; libFuzzer's -timeout is set above it
+LIMITS = DEFAULT_LIMITS.with_overrides(max_member_size=64 << 20, ratio_floor=8 << 20)
+
+
+def _context(name: str) -> ScanContext:
+    return ScanContext(name, LIMITS, Deadline(SECONDS_PER_INPUT))
+
+
+def _scan(data: bytes, name: str, hint: str | None) -> ScanContext:
+    ctx = _context(name)
+    analyse(io.BytesIO(data), ctx, None, name=name, hint=hint)
+    return ctx
+
+
+def container(hint: str | None, name: str):
+    def target(data: bytes) -> None:
+        _scan(data, name, hint)
+
+    target.__name__ = f"fuzz_{hint or 'sniff'}"
+    return target
+
+
+def fuzz_pickle(data: bytes) -> None:
+    """The machine on raw bytes, its program rendered and parsed, then the whole format path."""
+    from malhug.pickle.checks import check_trace
+    from malhug.pickle.decompile import Renderer
+    from malhug.pickle.machine import PickleMachine
+    from malhug.pickle.reader import ByteReader
+
+    trace = PickleMachine(ByteReader(io.BytesIO(data)), LIMITS, Deadline(SECONDS_PER_INPUT)).run()
+    program = Renderer(LIMITS).program(trace, LIMITS.max_program_chars)
+    ast.parse(program.source)
+    ctx = _context("x.pkl")
+    check_trace(trace, ctx.location(None), LIMITS)
+    _scan(data, "x.pkl", "pickle")
+
+
+def fuzz_marshal(data: bytes) -> None:
+    from malhug.code.marshal_reader import MarshalError, load_code, loads
+
+    for read in (loads, load_code):
+        try:
+            read(data)
+        except MarshalError:
+            pass
+    for version in ((3, 8), (3, 11), (3, 12)):
+        try:
+            loads(data, version)
+        except MarshalError:
+            pass
+
+
+def fuzz_template(data: bytes) -> None:
+    from malhug.formats.templates import analyse_template
+
+    analyse_template(data.decode("utf-8", "replace"), _context("tokenizer_config.json"), None)
+
+
+class _Values:
+    """Python constants drawn from fuzz bytes (the shapes fold functions are handed)."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            return 0
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def chunk(self) -> bytes:
+        size = self.byte() % 48
+        out = self.data[self.pos:self.pos + size]
+        self.pos += size
+        return out
+
+    def text(self) -> str:
+        return self.chunk().decode("latin-1")
+
+    def value(self, depth: int = 0):
+        kind = self.byte() % (12 if depth < 2 else 8)
+        if kind == 0:
+            return self.text()
+        if kind == 1:
+            return self.chunk()
+        if kind == 2:
+            return int.from_bytes(self.chunk()[:16], "little", signed=True)
+        if kind == 3:
+            raw = self.chunk()[:8].ljust(8, b"\0")
+            return struct.unpack("<d", raw)[0]
+        if kind == 4:
+            return bool(self.byte() & 1)
+        if kind == 5:
+            return None
+        if kind == 6:
+            return self.byte() - 128
+        if kind == 7:
+            return bytearray(self.chunk())
+        if kind == 8:
+            return [self.value(depth + 1) for _ in range(self.byte() % 4)]
+        if kind == 9:
+            return tuple(self.value(depth + 1) for _ in range(self.byte() % 4))
+        if kind == 10:
+            return {self.text(): self.value(depth + 1) for _ in range(self.byte() % 3)}
+        return slice(self.byte() - 128, self.byte() - 128, (self.byte() % 5) - 2 or None)
+
+
+def fuzz_fold(data: bytes) -> None:
+    from malhug.code import fold
+
+    values = _Values(data)
+    names = sorted(fold.foldable_names())
+    budget = fold.FoldBudget(max_output=1 << 20, max_steps=64)
+    binops = ("Add", "Sub", "Mult", "Mod", "FloorDiv", "Div", "Pow", "LShift", "RShift", "BitOr",
+              "BitXor", "BitAnd", "MatMult")
+    for _ in range(4):
+        kind = values.byte() % 6
+        if kind == 0 and names:
+            name = names[(values.byte() * 256 + values.byte()) % len(names)]
+            args = tuple(values.value() for _ in range(values.byte() % 4))
+            kwargs = {values.text(): values.value() for _ in range(values.byte() % 2)}
+            fold.fold_call(name, args, kwargs, budget)
+        elif kind == 1:
+            receiver = values.value()
+            method = values.text() or "decode"
+            fold.fold_method(receiver, method, tuple(values.value() for _ in range(values.byte() % 3)),
+                             {}, budget)
+        elif kind == 2:
+            fold.fold_binop(binops[values.byte() % len(binops)], values.value(), values.value(), budget)
+        elif kind == 3:
+            fold.fold_unaryop(("USub", "UAdd", "Invert", "Not")[values.byte() % 4], values.value(), budget)
+        elif kind == 4:
+            fold.fold_subscript(values.value(), values.value(), budget)
+        else:
+            parts = [values.text() if values.byte() & 1 else
+                     (values.value(), (-1, 115, 114, 97)[values.byte() % 4], values.text() or None)
+                     for _ in range(values.byte() % 4)]
+            fold.fold_fstring(parts, budget)
+
+
+TARGETS = {
+    "pickle": fuzz_pickle,
+    "marshal": fuzz_marshal,
+    "zip": container("zip", "x.zip"),
+    "tar": container("tar", "x.tar"),
+    "7z": container("7z", "x.7z"),
+    "gzip": container("gzip", "x.gz"),
+    "npy": container("npy", "x.npy"),
+    "gguf": container("gguf", "x.gguf"),
+    "safetensors": container("safetensors", "x.safetensors"),
+    "onnx": container("onnx", "model.onnx"),
+    "tf_graph": container("tf_graph", "saved_model.pb"),
+    "keras_metadata": container("keras_metadata", "keras_metadata.pb"),
+    "hdf5": container("hdf5", "model.h5"),
+    "sniff": container(None, "x.bin"),
+    "template": fuzz_template,
+    "fold": fuzz_fold,
+}

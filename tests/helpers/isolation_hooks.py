@@ -1,0 +1,41 @@
+"""Stand-ins for the function a worker runs on each job (malhug.isolation.worker_task): they
+misbehave the way a reader with a bug could, chosen by the file's name."""
+import json
+import os
+import signal
+import sys
+import time
+
+from malhug.isolation import read_file
+
+MODULES_REPORT = "MALHUG_TEST_MODULES_REPORT"
+
+
+def hostile_task(job):
+    name = os.path.basename(job.path)
+    if name.startswith("alloc"):
+        hoard = bytearray(4 * 1024 ** 3)
+        return {"never": len(hoard)}
+    if name.startswith("sleep"):
+        time.sleep(3600)
+    if name.startswith("exit"):
+        os._exit(3)
+    if name.startswith("segv"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if name.startswith("raise"):
+        raise RuntimeError("reader bug")
+    if name.startswith("spin"):
+        while True:
+            pass
+    return read_file(job)
+
+
+def modules_task(job):
+    """The real reading, with the modules it added to the worker written down for the test."""
+    before = set(sys.modules)
+    data = read_file(job)
+    added = sorted(set(sys.modules) - before)
+    folder = os.environ[MODULES_REPORT]
+    with open(os.path.join(folder, f"{os.getpid()}-{time.monotonic_ns()}.json"), "w") as out:
+        json.dump({"file": job.display, "added": added}, out)
+    return data

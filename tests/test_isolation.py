@@ -1,0 +1,197 @@
+"""Files read in worker processes: limits, deaths, recovery, and the same results as in-process."""
+import io
+import os
+import pickle
+import zipfile
+
+import pytest
+
+import isolation_hooks
+from malhug import isolation
+from malhug.cache import VerdictCache
+from malhug.cli import main
+from malhug.findings import Verdict
+from malhug.scanner import ScanOptions, scan_file, scan_paths
+
+pytestmark = pytest.mark.skipif(not isolation.available(), reason="isolation needs POSIX")
+
+
+class _Shell:
+    def __reduce__(self):
+        return (os.system, ("id",))
+
+
+def _write(folder, name, data):
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def _mixed_folder(folder):
+    folder.mkdir()
+    _write(folder, "clean.pkl", pickle.dumps({"weights": [1.0, 2.0], "name": "layer"}))
+    _write(folder, "evil.pkl", pickle.dumps(_Shell()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps(_Shell()))
+        archive.writestr("archive/version", "3\n")
+    _write(folder, "model.zip", buffer.getvalue())
+    _write(folder, "loader.py", b"import subprocess\nsubprocess.run(['echo', 'hi'])\n")
+    _write(folder, "config.json", b'{"model_type": "bert"}')
+    return folder
+
+
+def _comparable(report):
+    rows = []
+    for result in report.files:
+        data = result.to_dict()
+        data.pop("seconds")
+        rows.append(data)
+    return rows
+
+
+def _options(**changes):
+    changes.setdefault("isolation", True)
+    return ScanOptions(memo=None, **changes)
+
+
+def test_isolated_results_equal_in_process_results(tmp_path):
+    folder = _mixed_folder(tmp_path / "mixed")
+    isolated = scan_paths([folder], _options())
+    here = scan_paths([folder], _options(isolation=False))
+    assert _comparable(isolated) == _comparable(here)
+    verdicts = {os.path.basename(r.path): r.verdict for r in isolated.files}
+    assert verdicts["evil.pkl"] is Verdict.MALICIOUS and verdicts["model.zip"] is Verdict.MALICIOUS
+    assert verdicts["clean.pkl"] is Verdict.CLEAN
+    assert [r.to_dict() for r in isolated.repositories] == [r.to_dict() for r in here.repositories]
+
+
+def test_parallel_workers_keep_the_order_and_the_results(tmp_path):
+    folder = _mixed_folder(tmp_path / "mixed")
+    for index in range(6):
+        _write(folder, f"extra{index}.pkl", pickle.dumps([index]))
+    parallel = scan_paths([folder], _options(workers=2))
+    here = scan_paths([folder], _options(isolation=False))
+    assert _comparable(parallel) == _comparable(here)
+
+
+def test_single_file_is_read_in_a_worker(tmp_path, monkeypatch):
+    path = _write(tmp_path, "exit.pkl", pickle.dumps([1]))
+    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.hostile_task)
+    result = scan_file(path, _options())
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert result.problems[0].reason == "worker exited unexpectedly (exit code 3)"
+    assert scan_file(path, _options(isolation=False)).verdict is Verdict.CLEAN
+
+
+def _hostile_scan(tmp_path, monkeypatch, names, **limits):
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    for name in names:
+        _write(folder, name, pickle.dumps([name]))
+    _write(folder, "zz_evil.pkl", pickle.dumps(_Shell()))
+    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.hostile_task)
+    base = isolation.Limits()
+    report = scan_paths([folder], _options(limits=base.with_overrides(**limits)))
+    return {os.path.basename(r.path): r for r in report.files}
+
+
+def test_a_worker_out_of_memory_makes_its_file_inconclusive(tmp_path, monkeypatch):
+    results = _hostile_scan(tmp_path, monkeypatch, ["alloc.pkl", "b_clean.pkl"],
+                            worker_address_space=1024 ** 3)
+    alloc = results["alloc.pkl"]
+    assert alloc.verdict is Verdict.INCONCLUSIVE
+    assert alloc.problems[0].reason == "worker out of memory: address space limit (1 GiB) reached"
+    assert results["b_clean.pkl"].verdict is Verdict.CLEAN
+    assert results["zz_evil.pkl"].verdict is Verdict.MALICIOUS
+
+
+def test_a_worker_past_its_time_is_killed_and_the_scan_goes_on(tmp_path, monkeypatch):
+    results = _hostile_scan(tmp_path, monkeypatch, ["sleep.pkl", "b_clean.pkl"],
+                            seconds_per_file=0.5, worker_kill_grace=0.5)
+    sleeper = results["sleep.pkl"]
+    assert sleeper.verdict is Verdict.INCONCLUSIVE
+    assert sleeper.problems[0].reason == "worker timed out after 1 s"
+    assert results["b_clean.pkl"].verdict is Verdict.CLEAN
+    assert results["zz_evil.pkl"].verdict is Verdict.MALICIOUS
+
+
+def test_a_worker_past_its_cpu_time_is_stopped(tmp_path, monkeypatch):
+    results = _hostile_scan(tmp_path, monkeypatch, ["spin.pkl"], seconds_per_file=1.0,
+                            worker_cpu_margin=0.0, worker_kill_grace=30.0)
+    assert results["spin.pkl"].problems[0].reason == "worker killed: CPU time limit (1 s) reached"
+    assert results["zz_evil.pkl"].verdict is Verdict.MALICIOUS
+
+
+def test_crashes_and_reader_errors_are_reported_and_the_pool_recovers(tmp_path, monkeypatch):
+    results = _hostile_scan(tmp_path, monkeypatch, ["exit.pkl", "raise.pkl", "segv.pkl", "b_clean.pkl",
+                                                    "c_exit.pkl", "d_clean.pkl"])
+    reasons = {name: [p.reason for p in r.problems] for name, r in results.items()}
+    assert reasons["exit.pkl"] == ["worker exited unexpectedly (exit code 3)"]
+    assert reasons["raise.pkl"] == ["worker error: RuntimeError: reader bug"]
+    assert reasons["segv.pkl"] == ["worker killed by SIGSEGV"]
+    assert results["b_clean.pkl"].verdict is Verdict.CLEAN
+    assert results["d_clean.pkl"].verdict is Verdict.CLEAN
+    assert results["zz_evil.pkl"].verdict is Verdict.MALICIOUS
+    for name in ("exit.pkl", "raise.pkl", "segv.pkl"):
+        assert results[name].verdict is Verdict.INCONCLUSIVE
+
+
+def test_workers_are_replaced_after_their_share_of_files(tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(5):
+        _write(folder, f"f{index}.pkl", pickle.dumps([index]))
+    with isolation.WorkerPool(isolation.Limits(), tasks_per_worker=2) as pool:
+        report = scan_paths([folder], _options(isolation=True))
+        jobs = [(index, isolation.Job(str(path), str(path), path.stat().st_size, None, pool.limits))
+                for index, path in enumerate(sorted(folder.iterdir()))]
+        answers = dict(pool.run(jobs))
+    assert sorted(answers) == list(range(5))
+    assert [answers[i]["verdict"] for i in range(5)] == [str(r.verdict) for r in report.files]
+
+
+def test_verdict_cache_and_memo_work_with_workers(tmp_path, monkeypatch):
+    folder = _mixed_folder(tmp_path / "mixed")
+    (folder / "sub").mkdir()
+    _write(folder / "sub", "evil.pkl", pickle.dumps(_Shell()))
+    _write(folder, "exit.pkl", pickle.dumps(["crash"]))
+    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.hostile_task)
+    cache = VerdictCache(tmp_path / "cache.sqlite")
+    first = scan_paths([folder], ScanOptions(cache=cache, isolation=True))
+    stored = cache.count()
+    assert stored == len(first.files) - 2  # the copy came from the memo; the crash is not kept
+    again = scan_paths([folder], ScanOptions(cache=cache, isolation=True))
+    assert _comparable(again) == _comparable(first)
+    assert cache.count() == stored
+    crashed = {os.path.basename(r.path): r for r in again.files}["exit.pkl"]
+    assert crashed.verdict is Verdict.INCONCLUSIVE
+
+
+def test_progress_is_told_of_every_file(tmp_path):
+    folder = _mixed_folder(tmp_path / "mixed")
+    seen = []
+    report = scan_paths([folder], _options(progress=lambda path, size: seen.append(path)))
+    assert seen == [r.path for r in report.files]
+
+
+def test_cli_no_isolation_and_workers(tmp_path, capsys):
+    folder = _mixed_folder(tmp_path / "mixed")
+    outputs = []
+    for extra in (["--no-isolation"], ["--workers", "2"], []):
+        code = main(["scan", str(folder), "--no-cache", "--format", "json", "--no-progress", *extra])
+        assert code == 1
+        outputs.append(capsys.readouterr().out)
+    import json
+
+    reports = [json.loads(text) for text in outputs]
+    for report in reports:
+        for file in report["files"]:
+            file.pop("seconds")
+    assert reports[0]["files"] == reports[1]["files"] == reports[2]["files"]
+
+
+def test_cli_rejects_zero_workers(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["scan", ".", "--workers", "0"])
+    assert stop.value.code == 3
