@@ -56,7 +56,7 @@ def lower(code: CodeInfo) -> Lowered:
             instructions = list(_instructions(obj.code))
             listing.extend(f"    {off:>4} {name} {_argrepr(obj, name, arg)}".rstrip()
                            for off, name, arg, _ in instructions[:MAX_LISTING_ITEMS * 4])
-            blocks.append(_header(obj) + _Renderer(obj, instructions).render())
+            blocks.append(_header(obj) + _Renderer(obj, instructions).render())  # scan-safe: disassembly text
         else:
             blocks.append(_header(obj) + _conservative(obj))
     source = "\n".join(blocks)
