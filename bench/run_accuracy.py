@@ -263,8 +263,12 @@ def targets(result: dict) -> list[dict]:
                            "met": scores["malhug"]["FP"] == 0})
     mixed = result["corpora"].get("mixed")
     if mixed and "malhug" in mixed["scores"]:
+        def folder_seconds(tool):
+            run = (mixed.get("folder_runs") or {}).get(tool, {})
+            return run.get("seconds") if run.get("verdict") in FLAGGED + ("clean",) else None  # a failed run is no time
+
         for basis, seconds_of in (("per-file runs added up", lambda t: mixed["scores"][t]["seconds"]),
-                                  ("one folder run", lambda t: (mixed.get("folder_runs") or {}).get(t, {}).get("seconds"))):
+                                  ("one folder run", folder_seconds)):
             able = [t for t in mixed["tools"] if t != "malhug" and (mixed["scores"][t]["recall"] or 0) >= 0.9
                     and seconds_of(t)]
             if not able or not seconds_of("malhug"):

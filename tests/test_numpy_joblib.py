@@ -289,3 +289,20 @@ def test_oversized_header_is_not_parsed(tmp_path):
     result = _scan(path)
     assert result.verdict == Verdict.INCONCLUSIVE
     assert any("kept_bytes" in p.reason for p in result.problems)
+
+
+def test_a_header_written_by_python_2_is_read(tmp_path):
+    header = b"{'descr': '<i8', 'fortran_order': False, 'shape': (2L, 2L), }"
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    path = tmp_path / "win64python2.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(32))
+    result = _scan(path)
+    assert (result.format, str(result.verdict)) == ("npy", "clean")
+
+
+def test_numpy_matrix_pickles_are_ordinary(tmp_path):
+    import pickle
+
+    path = tmp_path / "matrix.pkl"
+    path.write_bytes(pickle.dumps({"m": np.matrix([[1, 2], [3, 4]])}))
+    assert str(_scan(path).verdict) == "clean"

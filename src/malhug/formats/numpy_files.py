@@ -75,9 +75,13 @@ def read_header(stream: BinaryIO, max_header: int) -> NpyHeader:
                      len(prefix) + size + length)
 
 
+# Headers written by Python 2 spell integers `2L`; numpy itself reads them.
+_PY2_LONG = re.compile(r"\b(\d+)L\b")
+
+
 def _parse_dict(text: str) -> dict:
     try:
-        value = ast.literal_eval(text.strip())  # a literal only: nothing is called
+        value = ast.literal_eval(_PY2_LONG.sub(r"\1", text.strip()))  # a literal only: nothing is called
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
         raise NpyHeaderError(f"header is not a literal: {type(exc).__name__}") from None
     if not isinstance(value, dict) or set(value) != HEADER_KEYS:
