@@ -166,7 +166,9 @@ def test_range_reads_fetch_a_small_share_of_a_large_checkpoint(mini):
     assert report.verdict is Verdict.CLEAN
     assert repository.total_bytes > BIG_TENSOR_BYTES
     assert repository.fetched_bytes < repository.total_bytes / 50
-    assert mini.body_bytes == repository.fetched_bytes
+    # every byte the client counts was sent; the server may have sent a little more into a
+    # connection that the client then dropped
+    assert repository.fetched_bytes <= mini.body_bytes < repository.total_bytes / 50
     checkpoint = next(f for f in report.files if f.path.endswith("pytorch_model.bin"))
     assert checkpoint.format == "torch_zip"
     assert checkpoint.sha256 and len(checkpoint.sha256) == 64  # from the LFS metadata

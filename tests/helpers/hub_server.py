@@ -377,12 +377,12 @@ class _HubHandler(BaseHTTPRequestHandler):
                     chunk = handle.read(size)
                     if not chunk:
                         return
+                    # counted before the write, so the count never lags what a client has read
+                    self.hub.count(len(chunk))
                     self.wfile.write(chunk)
                     sent += len(chunk)
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True  # the client stopped reading: that is allowed
-        finally:
-            self.hub.count(sent)
 
     def _json(self, value) -> None:
         body = json.dumps(value).encode()
