@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a file, or a member inside it: model.pt:archive/data.pkl")
     explain.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                          help="override a limit, as for scan")
+    from .service.commands import add_commands  # monitor, worker, serve (need malhug[service])
+
+    add_commands(commands)
     return parser
 
 
@@ -320,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "explain":
             return _explain(args)
+        if getattr(args, "service_command", None) is not None:
+            return args.service_command(args)
         return _scan(args, parser)
     except ValueError as exc:
         print(f"malhug: error: {exc}", file=sys.stderr)
