@@ -172,3 +172,27 @@ def test_added_safe_entry_seed_sequence_unpickler():
     assert knowledge_base().classify("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence").kind == "safe"
     # the Cython helper of other classes is not admitted by it
     assert knowledge_base().classify("numpy.random.bit_generator", "__pyx_unpickle_Other").kind == "unknown"
+
+
+def test_indexed_glob_lookup_agrees_with_plain_fnmatch_in_file_order():
+    """The pattern index is only a speed-up: for every name, the first matching entry in file
+    order wins, exactly as trying each pattern with fnmatch would."""
+    import fnmatch
+
+    from malhug.rules import _Patterns
+
+    entries = [("os.*", "a"), ("*.system", "b"), ("pathlib.*Path.write_*", "c"), ("os.path.join", "d"),
+               ("torch.*Storage", "e"), ("torch.cuda.*Storage", "f"), ("_codecs*", "g"), ("x?.y", "h"),
+               ("subprocess.*", "i")]
+    names = ["os.system", "os.path.join", "posix.system", "pathlib.PosixPath.write_text", "torch.FloatStorage",
+             "torch.cuda.FloatStorage", "_codecs.encode", "xa.y", "xab.y", "subprocess.Popen", "os", "nothing",
+             "pathlib.Path", "a.b.system"]
+    patterns = _Patterns(entries)
+
+    def plain(name):
+        if name in dict(entries):
+            return dict(entries)[name]
+        return next((value for pattern, value in entries if fnmatch.fnmatchcase(name, pattern)), None)
+
+    for name in names:
+        assert patterns.lookup(name) == plain(name), name

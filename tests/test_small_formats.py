@@ -125,7 +125,7 @@ def test_a_reader_crash_makes_the_file_inconclusive_not_the_scan_fail(tmp_path, 
     def explode(stream, ctx, member, depth):
         raise KeyError("boom")
 
-    monkeypatch.setitem(formats.handlers(), "safetensors", explode)
+    monkeypatch.setitem(formats._HANDLERS, "safetensors", explode)
     path = tmp_path / "model.safetensors"
     save_file({"w": np.zeros(2, dtype=np.float32)}, str(path))
     (tmp_path / "notes.txt").write_text("fine\n")

@@ -94,6 +94,11 @@ def cache_key(sha256: str, limits: Limits, name: str = "") -> str:
     return f"{sha256}:{__version__}:{knowledge_digest(limits)}:{base_name(name)}"
 
 
+def memo_key(sha256: str, limits: Limits, name: str = "") -> str:
+    """The key of a result within one run, where version, rules and engine cannot change."""
+    return f"{sha256}:{hash(limits)}:{base_name(name)}"
+
+
 def base_name(display: str) -> str:
     return re.split(r"[\\/]", display)[-1] if display else ""
 

@@ -323,6 +323,16 @@ class WorkerPool:
         self.tasks_per_worker = max(1, tasks_per_worker)
         self._idle: list[_Worker] = []
 
+    def prestart(self) -> "WorkerPool":
+        """Start the workers now, so that their start-up overlaps the caller's listing and
+        hashing (a failure to start shows when the first file is given, as without this)."""
+        try:
+            while len(self._idle) < self.workers:
+                self._idle.append(_Worker(self.limits))
+        except IsolationError:
+            pass
+        return self
+
     def __enter__(self) -> "WorkerPool":
         return self
 

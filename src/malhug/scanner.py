@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from . import __version__
-from .cache import ResultMemo, VerdictCache, cache_key, is_storable, rebase
+from .cache import ResultMemo, VerdictCache, is_storable, memo_key, rebase
 from .findings import FileResult, Location, Problem, Report, RepositoryResult, Verdict, worst
 from .formats import analyse
 from .formats.base import ScanContext
@@ -209,7 +209,7 @@ def _worker_pool(options: ScanOptions, pool: WorkerPool | None = None):
     isolated = options.isolation and not options.keep_traces and available()
     if pool is not None or not isolated:
         return nullcontext(pool if isolated else None)
-    return WorkerPool(options.limits, options.workers)
+    return WorkerPool(options.limits, options.workers).prestart()
 
 
 def _scan_entries(entries: Iterable, options: ScanOptions, pool: WorkerPool | None) -> list[FileResult]:
@@ -354,7 +354,7 @@ def _known_result(options: ScanOptions, sha256: str | None, display: str, size: 
     """The result already found for this content, in this run or an earlier one, moved to `display`."""
     if not sha256 or options.keep_traces:
         return None
-    key = cache_key(sha256, options.limits, display)
+    key = memo_key(sha256, options.limits, display)
     result = options.memo.get(key) if options.memo is not None else None
     if result is None and options.cache:
         result = options.cache.get(sha256, options.limits, display)
@@ -369,7 +369,7 @@ def _remember(options: ScanOptions, result: FileResult) -> None:
     if not is_storable(result) or _attempt_failed(result):
         return
     if options.memo is not None:
-        options.memo.put(cache_key(result.sha256, options.limits, result.path), result)
+        options.memo.put(memo_key(result.sha256, options.limits, result.path), result)
     if options.cache:
         options.cache.put(result.sha256, options.limits, result, name=result.path)
 

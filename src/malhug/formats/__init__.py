@@ -25,28 +25,51 @@ DATA_ONLY = {
 }
 
 
-def _registry() -> dict[str, Handler]:
-    from . import pickle_stream
+# Which module reads each format: a handler's module is imported the first time its format is
+# met, so a scan of pickles never pays for the HDF5, ONNX or Jinja readers.
+# (tests/test_formats_registry.py checks this table against each module's HANDLERS.)
+HANDLER_MODULES: dict[str, str] = {
+    "pickle": "pickle_stream",
+    "torch_legacy": "torch",
+    "zip": "zip",
+    **dict.fromkeys(("7z", "bz2", "gzip", "lz4", "lzma", "tar", "xz", "zlib"), "archives"),
+    "npy": "numpy_files",
+    "safetensors": "safetensors",
+    "lfs_pointer": "lfs",
+    "python": "python_source",
+    **dict.fromkeys(("hdf5", "keras_config", "keras_metadata"), "keras"),
+    "tf_graph": "tensorflow",
+    "onnx": "onnx",
+    "gguf": "gguf",
+    "template": "templates",
+    "json": "json_files",
+    **dict.fromkeys(("coreml", "tflite"), "data_only"),
+}
 
-    handlers: dict[str, Handler] = {"pickle": pickle_stream.handle}
-    for module_name in ("torch", "zip", "archives", "numpy_files", "safetensors", "lfs", "python_source",
-                        "keras", "tensorflow", "onnx", "gguf", "templates", "json_files", "data_only"):
+_HANDLERS: dict[str, Handler | None] = {}
+
+
+def handler_for(fmt: str) -> Handler | None:
+    """The handler of a format, importing its module on first use (None: no reader)."""
+    if fmt in _HANDLERS:
+        return _HANDLERS[fmt]
+    module_name = HANDLER_MODULES.get(fmt)
+    handler = None
+    if module_name is not None:
         try:
             module = __import__(f"{__name__}.{module_name}", fromlist=["HANDLERS"])
-        except ImportError:
-            continue
-        handlers.update(getattr(module, "HANDLERS", {}))
-    return handlers
-
-
-_HANDLERS: dict[str, Handler] | None = None
+        except ImportError:  # an optional reader whose library is missing
+            module = None
+        if module is not None:
+            handler = (getattr(module, "HANDLERS", None) or {"pickle": getattr(module, "handle", None)}).get(fmt)
+    _HANDLERS[fmt] = handler
+    return handler
 
 
 def handlers() -> dict[str, Handler]:
-    global _HANDLERS
-    if _HANDLERS is None:
-        _HANDLERS = _registry()
-    return _HANDLERS
+    """Every available handler by format (imports every reader)."""
+    found = {fmt: handler_for(fmt) for fmt in HANDLER_MODULES}
+    return {fmt: handler for fmt, handler in found.items() if handler is not None}
 
 
 def analyse(stream: BinaryIO, ctx: ScanContext, member: str | None, name: str = "",
@@ -58,7 +81,7 @@ def analyse(stream: BinaryIO, ctx: ScanContext, member: str | None, name: str = 
         return "nested"
     head, stream = peek_stream(stream, SNIFF_BYTES)
     fmt = hint or sniff(head, name or (member or ctx.file))
-    handler = handlers().get(fmt)
+    handler = handler_for(fmt)
     if handler is not None:
         try:
             fmt = handler(stream, ctx, member, depth) or fmt

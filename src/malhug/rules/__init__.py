@@ -49,23 +49,42 @@ class Classification:
     rule: CallableRule | None = None
 
 
+_WILDCARDS = "*?["
+
+
 class _Patterns:
-    """Exact names in a dict, glob patterns in one compiled regex per pattern."""
+    """Exact names in a dict; glob patterns tried in order, a plain `prefix*` as a string
+    prefix and any other glob as a compiled regex (compiling hundreds of regexes would cost
+    every scan's start)."""
 
     def __init__(self, entries):
         self.exact: dict[str, object] = {}
-        self.globs: list[tuple[re.Pattern, object]] = []
-        for pattern, value in entries:
-            if any(ch in pattern for ch in "*?["):
-                self.globs.append((re.compile(fnmatch.translate(pattern)), value))
-            else:
+        # globs by their literal first dotted component ("os" for "os.*"); globs whose first
+        # component has a wildcard are tried for every name. Each keeps its position, so the
+        # first glob in file order still wins.
+        self.by_head: dict[str, list[tuple[int, str | re.Pattern, object]]] = {}
+        self.anywhere: list[tuple[int, str | re.Pattern, object]] = []
+        for index, (pattern, value) in enumerate(entries):
+            if not any(ch in pattern for ch in _WILDCARDS):
                 self.exact[pattern] = value
+                continue
+            if pattern.endswith("*") and not any(ch in pattern[:-1] for ch in _WILDCARDS):
+                glob = (index, pattern[:-1], value)
+            else:
+                glob = (index, re.compile(fnmatch.translate(pattern)), value)
+            head, dot, _ = pattern.partition(".")
+            if dot and not any(ch in head for ch in _WILDCARDS):
+                self.by_head.setdefault(head, []).append(glob)
+            else:
+                self.anywhere.append(glob)
 
     def lookup(self, name: str):
         if name in self.exact:
             return self.exact[name]
-        for regex, value in self.globs:
-            if regex.match(name):
+        bucket = self.by_head.get(name.partition(".")[0], ())
+        globs = sorted((*bucket, *self.anywhere), key=lambda glob: glob[0]) if bucket else self.anywhere
+        for _, matcher, value in globs:
+            if name.startswith(matcher) if isinstance(matcher, str) else matcher.match(name):
                 return value
         return None
 
