@@ -1,0 +1,1 @@
+"""The revisions of the results store's schema, oldest first by their down_revision chain."""
