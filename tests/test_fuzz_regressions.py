@@ -33,3 +33,33 @@ def test_methods_on_constants_render_as_python():
     source = Renderer().program(trace, 1 << 20).source
     ast.parse(source)
     assert "(2).append({})" in source
+
+
+# An 8 KiB HDF5 file the hdf5 target found on which the HDF5 library spins for as long as it is
+# allowed: the reader's time limit must stop it and name itself (kept zlib-compressed).
+SPINNING_HDF5 = (
+    "eNrr9HBx4+WS4mIAAQ4OBhYGAQZk8B8KBBRQ+TD5BCjNCKU7oPQKJpg4C1hOAiouADVfgRnC3wEVDwlydQWp/o8GYPbMYIPQHAyjYCQ"
+    "CD1fHABAdAeXD0tMJJlR1ufkpqTnx5amZ6RklxUjp0oFMewWh6RU9XfMweEDTNy+DCDBVQuxNzs9Ly0wHiUsyMoJ1CsDdwIGST+qREj"
+    "Mjinl8YPOyU4sSi+PLUouKM/PziDCPDck8JrA4I0q+g/kDmB0h+Y+NuHx3QGo0343mO0S+g9UODmyo6lLQ6gEPCu0N9vN3AaVgWLq7w"
+    "YxqPno6HgXkAXdnfx9GpIhFKZ+AoFopOSexeDSljaa0UTCIAK7qXQMq4CFFXPUuITtavY9W75iFboYUqjpgczQvNYd2hS4sIcPMR0/H"
+    "o4CiwoIVErCMMD4kdBkZGeH9BWSaGSgPkhFUsIdGkAODCTeDyX9ozcgKFAXJMzExMUIKD4h5zIwMCqjJiAFtVGBwAPTExzGcc/Jo82k"
+    "kNdSL4/MSc1OVrBSUglMLS1PzSjITc5R0FJQgAxNA8WolmIJckHhOYmVqUTGQG42u3yU1rzgVh9YUkHhpXmYJSKdRbW1sbS288IBFs5"
+    "GeoameAVL65B+Nw1EwCkY7EqNgtCMx2pEY7SMMrT6CzGgaGQXDFXywh/UWAS5AyM8="
+)
+
+
+def test_hdf5_that_spins_the_library_is_stopped_by_its_time_limit(tmp_path):
+    import base64
+    import time
+    import zlib
+
+    import malhug
+
+    path = tmp_path / "model.h5"
+    path.write_bytes(zlib.decompress(base64.b64decode(SPINNING_HDF5)))
+    started = time.monotonic()
+    report = malhug.scan(path, limits={"hdf5_seconds": 2})
+    assert time.monotonic() - started < 30
+    result = report.files[0]
+    assert str(result.verdict) == "inconclusive"
+    assert any("hdf5_seconds" in problem.reason for problem in result.problems)

@@ -416,10 +416,9 @@ def test_the_hdf5_reader_is_isolated(tmp_path, monkeypatch, script, expected):
     from malhug.formats import keras as keras_format
 
     monkeypatch.setattr(keras_format, "_HDF5_CHILD", script)
-    monkeypatch.setattr(keras_format, "HDF5_SECONDS", 1.0)
     path = tmp_path / "model.h5"
     write_h5(path, keras2_model({"function": "math.add"}, class_name="TFOpLambda"))
-    result = scan_one(path)
+    result = malhug.scan(str(path), limits={"hdf5_seconds": 1.0}).files[0]
     assert result.verdict == Verdict.INCONCLUSIVE
     assert any(expected in p.reason for p in result.problems)
 

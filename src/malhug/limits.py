@@ -34,6 +34,7 @@ class Limits:
     hash_max_bytes: int = 512 * MIB
     # time
     seconds_per_file: float = 300.0
+    hdf5_seconds: float = 60.0  # the HDF5 library reading one file's structure (in a child process)
     # isolation: the worker process that reads each file (malhug.isolation)
     worker_address_space: int = 2 * GIB  # RLIMIT_AS of a worker; 0 leaves it as inherited
     worker_open_files: int = 256  # RLIMIT_NOFILE

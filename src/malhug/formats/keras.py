@@ -34,7 +34,6 @@ MAX_CONFIG_DEPTH = 256
 MAX_LAMBDA_CODE_CHARS = 64 * MIB
 MAX_HDF5_OBJECTS = 200_000
 MAX_ATTRIBUTES = 200_000
-HDF5_SECONDS = 60.0
 MAX_PROTOBUF_DEPTH = 6
 MAX_JSON_PROBES = 10_000
 
@@ -150,7 +149,7 @@ def _read_hdf5(stream: BinaryIO, ctx: ScanContext) -> dict:
     config attributes as JSON."""
     path, temporary = _file_path(stream, ctx)
     try:
-        seconds = HDF5_SECONDS
+        seconds = ctx.limits.hdf5_seconds
         if ctx.deadline.expires is not None:
             seconds = max(1.0, min(seconds, ctx.deadline.expires - time.monotonic()))
         try:
