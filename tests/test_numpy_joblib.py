@@ -306,3 +306,50 @@ def test_numpy_matrix_pickles_are_ordinary(tmp_path):
     path = tmp_path / "matrix.pkl"
     path.write_bytes(pickle.dumps({"m": np.matrix([[1, 2], [3, 4]])}))
     assert str(_scan(path).verdict) == "clean"
+
+
+# -- joblib before 0.10: "ZF" + hex length padded with spaces + zlib ----------------------------
+def _zf(payload: bytes, python2: bool = False) -> bytes:
+    """A file as joblib 0.8/0.9 wrote it (Python 2 padded the length one byte wider)."""
+    import zlib
+
+    width = 20 if python2 else 19
+    return b"ZF" + hex(len(payload)).encode().ljust(width) + zlib.compress(payload)
+
+
+@pytest.mark.parametrize("python2", [False, True])
+def test_old_joblib_compressed_pickle_with_a_payload_is_malicious(tmp_path, python2):
+    path = tmp_path / "model_old.pkl"
+    path.write_bytes(_zf(pickle.dumps(ShellPayload(), protocol=2), python2))
+    result = _scan(path)
+    assert result.format == "joblib_zf"
+    assert result.verdict == Verdict.MALICIOUS
+    assert any(f.location.member == "<joblib-zlib>" for f in result.findings)
+
+
+@pytest.mark.parametrize("python2", [False, True])
+def test_old_joblib_compressed_pickle_of_arrays_is_clean(tmp_path, python2):
+    path = tmp_path / "model_old.pkl"
+    path.write_bytes(_zf(pickle.dumps({"coef": np.arange(6.0).reshape(2, 3), "classes": [0, 1]}, protocol=2),
+                         python2))
+    result = _scan(path)
+    assert result.format == "joblib_zf"
+    _assert_clean(result)
+
+
+def test_old_joblib_array_data_is_data_but_a_pickle_inside_is_read(tmp_path):
+    data = tmp_path / "cache.pkl_01.npy.z"
+    data.write_bytes(_zf(np.arange(32.0).tobytes()))
+    _assert_clean(_scan(data))
+    disguised = tmp_path / "cache.pkl_02.npy.z"
+    disguised.write_bytes(_zf(pickle.dumps(ShellPayload(), protocol=2)))
+    assert _scan(disguised).verdict == Verdict.MALICIOUS
+    not_array = tmp_path / "cache.pkl"  # raw bytes are data only in an array's file
+    not_array.write_bytes(_zf(np.arange(32.0).tobytes()))
+    assert _scan(not_array).verdict == Verdict.INCONCLUSIVE
+
+
+def test_old_joblib_file_cut_short_is_inconclusive(tmp_path):
+    path = tmp_path / "model_old.pkl"
+    path.write_bytes(_zf(pickle.dumps(list(range(1000)), protocol=2))[:40])
+    assert _scan(path).verdict == Verdict.INCONCLUSIVE

@@ -32,7 +32,7 @@ HANDLER_MODULES: dict[str, str] = {
     "pickle": "pickle_stream",
     "torch_legacy": "torch",
     "zip": "zip",
-    **dict.fromkeys(("7z", "bz2", "gzip", "lz4", "lzma", "tar", "xz", "zlib"), "archives"),
+    **dict.fromkeys(("7z", "bz2", "gzip", "joblib_zf", "lz4", "lzma", "tar", "xz", "zlib"), "archives"),
     "npy": "numpy_files",
     "safetensors": "safetensors",
     "lfs_pointer": "lfs",

@@ -311,6 +311,33 @@ class _SevenZipMember:
             self._buffer.close()
 
 
+def handle_joblib_zf(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -> str:
+    """joblib's pre-0.10 compressed file: a short text header, then zlib (sniff.joblib_zf_offset).
+    Its content is a pickle, or, in a file named `*.npy.z`, an array's raw data that joblib
+    hands to numpy as bytes (no code can run): that is read through, for the size limits, and
+    reported as data once sniffing finds no other format in it."""
+    from . import analyse
+    from .sniff import SNIFF_BYTES, joblib_zf_offset, sniff
+
+    head, stream = peek_stream(stream, 64)
+    offset = joblib_zf_offset(head)
+    if offset is None or len(stream.read(offset)) < offset:
+        ctx.add_problem(member, "joblib compressed file with a damaged header")
+        return "joblib_zf"
+    reader = DecompressingStream(stream, "zlib", ctx.limits, ctx.deadline)
+    child = join_member(member, "<joblib-zlib>")
+    inner_head, inner = peek_stream(reader, SNIFF_BYTES)
+    if (member or ctx.file).endswith(".npy.z") and sniff(inner_head, "<joblib-zlib>") == "unknown":
+        ctx.record_member(child, "array_data", note="joblib array data: holds no code")
+    else:
+        analyse(inner, ctx, child, name="<joblib-zlib>", depth=depth + 1)
+    reader.drain()
+    if reader.error:
+        ctx.add_problem(member, reader.error)
+    return "joblib_zf"
+
+
 HANDLERS = {codec: _compressed_handler(codec) for codec in CODECS}
+HANDLERS["joblib_zf"] = handle_joblib_zf
 HANDLERS["tar"] = handle_tar
 HANDLERS["7z"] = handle_7z

@@ -39,9 +39,28 @@ BINARY_BY_SUFFIX = (
     (".pbtxt", "tf_graph"), (".onnx", "onnx"), (".ort", "onnx"), (".mlmodel", "coreml"),
 )
 
+# joblib before 0.10 compressed a pickle (or an array's data) as "ZF", the uncompressed length
+# in hex padded with spaces (to 19 bytes under Python 3, 20 under Python 2), then a zlib stream.
+_JOBLIB_ZF = re.compile(rb"ZF0x[0-9a-fA-F]{1,17}L? {0,20}")
+
+
+def joblib_zf_offset(head: bytes) -> int | None:
+    """Where the zlib stream of a joblib `ZF` file starts, or None when it is not one."""
+    match = _JOBLIB_ZF.match(head)
+    if match is None or match.end() not in (21, 22) or not _is_zlib(head[match.end():]):
+        return None
+    return match.end()
+
+
+def _is_joblib_zf(head: bytes) -> bool:
+    return joblib_zf_offset(head) is not None
+
+
 def sniff(head: bytes, name: str = "") -> str:
     if _is_torch_legacy(head):
         return "torch_legacy"
+    if _is_joblib_zf(head):
+        return "joblib_zf"
     for magic, fmt in _MAGICS:
         if head.startswith(magic):
             return fmt
