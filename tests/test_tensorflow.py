@@ -248,3 +248,42 @@ def test_mutated_graphs_never_crash(data):
         original[index] = data.draw(st.integers(0, 255))
     ctx = ScanContext("saved_model.pb")
     analyse(io.BytesIO(bytes(original)), ctx, None, hint="tf_graph")
+
+
+# -- checkpoint files (a SavedModel's variables/) -----------------------------------------------
+def _checkpoint_index(body: bytes = b"\x00" * 64) -> bytes:
+    """Table blocks, then the 48-byte footer whose last 8 bytes are the table magic number."""
+    return body + b"\x00" * 40 + (0xDB4775248B80FB57).to_bytes(8, "little")
+
+
+def test_checkpoint_index_and_data_shards_hold_no_code(tmp_path):
+    variables = tmp_path / "variables"
+    variables.mkdir()
+    (variables / "variables.index").write_bytes(_checkpoint_index(bytes(range(256)) * 4))
+    (variables / "variables.data-00000-of-00001").write_bytes(bytes(range(256)) * 64)
+    report = malhug.scan(str(tmp_path))
+    assert {f.format for f in report.files} == {"tf_checkpoint"}
+    assert all(str(f.verdict) == "clean" for f in report.files), [f.problems for f in report.files]
+
+
+def test_checkpoint_index_without_its_footer_is_inconclusive(tmp_path):
+    path = tmp_path / "variables.index"
+    path.write_bytes(bytes(range(256)) * 4)
+    result = malhug.scan(str(path)).files[0]
+    assert str(result.verdict) == "inconclusive"
+    assert "table footer" in result.problems[0].reason
+
+
+def test_a_pickle_named_like_a_checkpoint_shard_is_read_as_a_pickle(tmp_path):
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("id",))
+
+    path = tmp_path / "variables.data-00000-of-00001"
+    path.write_bytes(pickle.dumps(Payload()))
+    result = malhug.scan(str(path)).files[0]
+    assert result.format == "pickle"
+    assert str(result.verdict) == "malicious"

@@ -38,7 +38,7 @@ HANDLER_MODULES: dict[str, str] = {
     "lfs_pointer": "lfs",
     "python": "python_source",
     **dict.fromkeys(("hdf5", "keras_config", "keras_metadata"), "keras"),
-    "tf_graph": "tensorflow",
+    **dict.fromkeys(("tf_graph", "tf_checkpoint"), "tensorflow"),
     "onnx": "onnx",
     "gguf": "gguf",
     "template": "templates",

@@ -94,7 +94,13 @@ def sniff(head: bytes, name: str = "") -> str:
         return "text"
     if len(head) >= 263 and _is_old_tar(head):
         return "tar"
+    if by_suffix is None and TF_CHECKPOINT.search(name):
+        return "tf_checkpoint"
     return by_suffix or "unknown"
+
+
+# TensorFlow checkpoint files: `variables.index`, `variables.data-00000-of-00001`, `ckpt-7.index` ...
+TF_CHECKPOINT = re.compile(r"\.(?:index|data-\d{5}-of-\d{5})$")
 
 
 def _has_control_bytes(head: bytes) -> bool:

@@ -419,4 +419,31 @@ def _handle_text(stream: BinaryIO, ctx: ScanContext, member: str | None) -> str:
     return "tf_graph_text"
 
 
-HANDLERS = {"tf_graph": handle}
+# A TensorFlow checkpoint (a SavedModel's variables/, or tf.train.Checkpoint files) is an index,
+# a table of tensor names, shapes and offsets, and data shards of raw tensor bytes: neither
+# holds code. The index is a leveldb-style table whose footer ends with this magic number.
+CHECKPOINT_INDEX_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
+
+
+def handle_checkpoint(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -> str:
+    """Told by name (sniff.TF_CHECKPOINT) once content matched no other format."""
+    name = (member or ctx.file).replace("\\", "/").rsplit("/", 1)[-1]
+    if not name.endswith(".index"):
+        ctx.record_member(member, "tf_checkpoint", note="TensorFlow checkpoint data shard "
+                          "(raw tensor bytes, not read): holds no code")
+        return "tf_checkpoint"
+    stream = random_access(stream, ctx.limits.max_member_size)
+    try:
+        stream.seek(-len(CHECKPOINT_INDEX_MAGIC), 2)
+        footer = stream.read(len(CHECKPOINT_INDEX_MAGIC))
+    except (OSError, ValueError):
+        footer = b""
+    if footer != CHECKPOINT_INDEX_MAGIC:
+        ctx.add_problem(member, "named like a TensorFlow checkpoint index, but without its table footer")
+        return "tf_checkpoint"
+    ctx.record_member(member, "tf_checkpoint", note="TensorFlow checkpoint index (tensor names, "
+                      "shapes and offsets): holds no code")
+    return "tf_checkpoint"
+
+
+HANDLERS = {"tf_graph": handle, "tf_checkpoint": handle_checkpoint}
