@@ -335,6 +335,22 @@ def test_a_revision_of_known_files_completes_at_once(store):
     assert revision_row(store, empty).verdict == "clean"
 
 
+def test_forgetting_a_result_makes_its_revisions_pending_until_the_new_one(store):
+    assert save(store, 1, "malicious", findings=2) and save(store, 2, "clean")
+    repo = store.upsert_repo(SOURCE, "model", "org/f")
+    revision = store.record_revision(repo, "c1", files(1, 2))
+    assert store.forget_result(rkey(1, path="dir/f1.bin")) is True
+    assert store.forget_result(rkey(1, path="dir/f1.bin")) is False
+    assert store.known_results([rkey(1, path="dir/f1.bin")]) == set()
+    assert count(store, FindingRow) == 0
+    row = revision_row(store, revision)
+    assert row.completed_at is None and row.verdict == "malicious"  # kept until the re-scan lands
+    assert save(store, 1, "clean")
+    row = revision_row(store, revision)
+    assert row.completed_at is not None and row.verdict == "clean"
+    assert repo_row(store, repo).verdict == "clean"
+
+
 def test_repo_verdict_follows_its_last_commit(store):
     repo = store.upsert_repo(SOURCE, "model", "org/a")
     old = store.record_revision(repo, "c1", files(1))

@@ -5,11 +5,11 @@ RuntimeError when the queue cannot take a re-scan.
 """
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select
 
 from ..jobs import ScanJob
 from ..keys import fingerprint, result_key
-from ..store.models import FileResult, FindingRow, Revision, RevisionFile, Triage
+from ..store.models import FileResult, RevisionFile, Triage
 from . import queries
 
 
@@ -62,30 +62,13 @@ def rescan_job(store, content_key: str, priority: int) -> ScanJob:
     return job
 
 
-def forget_result(store, key: str) -> bool:
-    """Drop the result stored under `key` (its findings go with it) and make the revisions using
-    it pending again, keeping their verdicts until the new result is in: a worker skips a job
-    whose result is stored, so a re-scan under the same fingerprint needs the old one gone.
-    True when there was one."""
-    with store.session(write=True) as session:
-        ids = select(FileResult.id).where(FileResult.result_key == key)
-        session.execute(delete(FindingRow).where(FindingRow.result_id.in_(ids)))
-        gone = session.execute(delete(FileResult).where(FileResult.result_key == key)).rowcount
-        if gone:
-            session.execute(update(Revision)
-                            .where(Revision.id.in_(select(RevisionFile.revision_id)
-                                                   .where(RevisionFile.result_key == key)))
-                            .values(completed_at=None))
-    return bool(gone)
-
-
 def rescan(store, queue, content_key: str, body) -> dict:
     """Queue the content again (its stored result under the current fingerprint is dropped
     first) and record the decision."""
     if queue is None:
         raise RuntimeError("no job queue is configured")
     job = rescan_job(store, content_key, body.priority)
-    forget_result(store, job.key)
+    store.forget_result(job.key)
     try:
         queued = queue.submit(job)
     except Exception as exc:  # a broker that is down: say so, the decision is not recorded

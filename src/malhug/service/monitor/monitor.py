@@ -92,6 +92,8 @@ def check_once(source: Source, store, queue, *, mode: str = "watch", kinds: Iter
                 pass_.mark_missing(refs, kinds)
         if not pass_.stopped():
             pass_.requeue_stale()
+            # a result stored while its revision was being recorded leaves that revision pending
+            store.complete_pending()
     finally:
         result.seconds = time.monotonic() - started
         store.finish_run(run_id, **result.run_counts())

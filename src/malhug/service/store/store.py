@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, TypeVar
 
-from sqlalchemy import case, false, func, insert, select, update
+from sqlalchemy import case, delete, false, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -271,6 +271,23 @@ class Store:
         statement = select(FileResult.report).where(FileResult.result_key == result_key)
         report = self._run(lambda session: session.execute(statement).scalar_one_or_none(), write=False)
         return None if report is None else ScanResult.from_dict(json.loads(report))
+
+    def forget_result(self, result_key: str) -> bool:
+        """Drop the result stored under `result_key` (its findings go with it) and make the
+        revisions using it pending again, keeping their verdicts until a new result is in: a
+        worker skips a job whose result is stored, so a re-scan under the same fingerprint needs
+        the old one gone. True when there was one."""
+
+        def forget(session: Session) -> bool:
+            ids = select(FileResult.id).where(FileResult.result_key == result_key)
+            session.execute(delete(FindingRow).where(FindingRow.result_id.in_(ids)))
+            gone = session.execute(delete(FileResult).where(FileResult.result_key == result_key)).rowcount
+            if gone:
+                waiting = select(RevisionFile.revision_id).where(RevisionFile.result_key == result_key)
+                session.execute(update(Revision).where(Revision.id.in_(waiting)).values(completed_at=None))
+            return bool(gone)
+
+        return self._run(forget)
 
     def complete_pending(self) -> int:
         """Complete every pending revision whose files all have results; how many were."""
