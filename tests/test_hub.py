@@ -175,6 +175,33 @@ def test_range_reads_fetch_a_small_share_of_a_large_checkpoint(mini):
     assert repository.notes == ()
 
 
+def test_isolated_workers_make_the_ranged_reads_and_report_what_they_fetched(mini):
+    report = scan_paths(["hf://acme/big"], ScanOptions(isolation=True))
+    assert not report.errors, report.errors
+    (repository,) = report.repositories
+    assert report.verdict is Verdict.CLEAN
+    assert 0 < repository.fetched_bytes <= mini.body_bytes < repository.total_bytes / 50
+    checkpoint = next(f for f in report.files if f.path.endswith("pytorch_model.bin"))
+    assert checkpoint.format == "torch_zip"
+
+
+def test_isolated_hub_payload_is_found(olah):
+    report = scan_paths(["hf://acme/evil"], ScanOptions(isolation=True))
+    assert report.verdict is Verdict.MALICIOUS
+    assert main(["scan", "hf://acme/evil", "--no-cache"]) == EXIT_FINDINGS  # the CLI isolates by default
+
+
+def test_a_worker_dying_on_a_hub_file_leaves_that_file_inconclusive(olah, monkeypatch):
+    import isolation_hooks
+
+    from malhug import isolation
+
+    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.remote_dies_task)
+    report = scan_paths(["hf://acme/tiny"], ScanOptions(isolation=True))
+    assert report.files and all(f.verdict is Verdict.INCONCLUSIVE for f in report.files)
+    assert all(any(p.reason.startswith("worker ") for p in f.problems) for f in report.files)
+
+
 def test_without_range_the_whole_body_is_streamed_once(mini):
     mini.honour_range = False
     report, repository = scan_one("hf://acme/big")

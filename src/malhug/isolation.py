@@ -16,10 +16,11 @@ worker_cpu_margin of CPU on top of what the worker has used). The parent kills a
 busy seconds_per_file + worker_kill_grace after it was handed the file, and a new worker takes
 the next file.
 
-Only files with a local path are sent to workers. Files a source opens another way (a hub
-repository's files are ranged HTTP reads through the source's session and byte counters) are
-read in the parent, as with isolation turned off. Isolation needs POSIX; elsewhere files are
-read in the parent.
+Local files and a hub repository's remote files are sent to workers. A remote file travels as
+its URL, headers and what the parent knows of the server (whether it honours Range); the worker
+makes the ranged reads itself and answers with the bytes it fetched, which the parent adds to
+the repository's counters. Files a source opens any other way are read in the parent, as with
+isolation turned off. Isolation needs POSIX; elsewhere files are read in the parent.
 """
 from __future__ import annotations
 
@@ -52,10 +53,29 @@ class IsolationError(Exception):
 @dataclass(frozen=True)
 class Job:
     display: str
-    path: str
+    path: str  # "" for a remote file
     size: int | None
     sha256: str | None
     limits: Limits
+    remote: dict | None = None  # a remote file: see remote_spec
+
+
+def remote_spec(opener) -> dict | None:
+    """What a worker needs to read a hub file itself, when the opener is a RemoteFile's
+    (`partial(RemoteFile, url, size, headers=..., stats=..., name=...)`): its URL, size, headers,
+    name, and the counters of the repository's FetchStats (so the worker knows whether the
+    server honours Range). None for any other opener."""
+    from .sources.remote_file import RemoteFile
+
+    if not (isinstance(opener, partial) and opener.func is RemoteFile and len(opener.args) == 2):
+        return None
+    if set(opener.keywords) - {"headers", "stats", "name"}:
+        return None
+    stats = opener.keywords.get("stats")
+    return {"url": opener.args[0], "size": int(opener.args[1]), "headers": dict(opener.keywords.get("headers") or {}),
+            "name": opener.keywords.get("name"),
+            "ranges_honoured": getattr(stats, "ranges_honoured", 0),
+            "ranges_ignored": getattr(stats, "ranges_ignored", 0)}
 
 
 def local_path(opener) -> str | None:
@@ -69,13 +89,28 @@ def local_path(opener) -> str | None:
 
 
 def read_file(job: Job) -> dict:
-    """What a worker does with a job: the file's result, as a dict."""
+    """What a worker does with a job: the file's result, as a dict (for a remote file, with the
+    bytes and requests it took under "fetch")."""
     from .scanner import ScanOptions, scan_stream
 
     options = ScanOptions(limits=job.limits, cache=None, memo=None)
-    result = scan_stream(job.display, partial(open, job.path, "rb"), options, size=job.size,
-                         sha256=job.sha256)
-    return result.to_dict()
+    if job.remote is None:
+        result = scan_stream(job.display, partial(open, job.path, "rb"), options, size=job.size,
+                             sha256=job.sha256)
+        return result.to_dict()
+    from .sources.remote_file import FetchStats, RemoteFile
+
+    spec = job.remote
+    stats = FetchStats(ranges_honoured=spec["ranges_honoured"], ranges_ignored=spec["ranges_ignored"])
+    opener = partial(RemoteFile, spec["url"], spec["size"], headers=spec["headers"], stats=stats,
+                     name=spec["name"])
+    result = scan_stream(job.display, opener, options, size=job.size, sha256=job.sha256,
+                         hash_max_bytes=spec.get("hash_max_bytes"))
+    data = result.to_dict()
+    data["fetch"] = {"bytes": stats.bytes, "requests": stats.requests,
+                     "ranges_honoured": stats.ranges_honoured - spec["ranges_honoured"],
+                     "ranges_ignored": stats.ranges_ignored - spec["ranges_ignored"]}
+    return data
 
 
 # The function workers run on each job; a reference to it travels with the job.

@@ -15,7 +15,7 @@ from .cache import ResultMemo, VerdictCache, is_storable, memo_key, rebase
 from .findings import FileResult, Location, Problem, Report, RepositoryResult, Verdict, worst
 from .formats import analyse
 from .formats.base import ScanContext
-from .isolation import OUT_OF_MEMORY, WORKER_PROBLEM, Job, WorkerPool, available, local_path
+from .isolation import OUT_OF_MEMORY, WORKER_PROBLEM, Job, WorkerPool, available, local_path, remote_spec
 from .judge import verdict_for
 from .sources.base import Repository
 from .sources.layout import analyse_layout
@@ -217,6 +217,7 @@ def _scan_entries(entries: Iterable, options: ScanOptions, pool: WorkerPool | No
     if pool is None:
         return [entry if isinstance(entry, FileResult) else _scan_here(entry, options) for entry in entries]
     results: list[FileResult | None] = []
+    fetch_stats = {}  # index -> the FetchStats of a remote file's repository
 
     def jobs():
         for entry in entries:
@@ -228,9 +229,15 @@ def _scan_entries(entries: Iterable, options: ScanOptions, pool: WorkerPool | No
             if isinstance(job, FileResult):
                 results[index] = job
             else:
+                if job.remote is not None:
+                    fetch_stats[index] = entry.opener.keywords.get("stats")
                 yield index, job
 
     for index, data in pool.run(jobs()):
+        fetched = data.pop("fetch", None)
+        stats = fetch_stats.pop(index, None)
+        if fetched and stats is not None:
+            stats.merge(fetched)
         result = FileResult.from_dict(data)
         results[index] = result
         _remember(options, result)
@@ -247,7 +254,14 @@ def _job(entry: _Entry, options: ScanOptions) -> Job | FileResult:
     cache, found by the hash taken here). Files without a local path are read here."""
     path = local_path(entry.opener)
     if path is None:
-        return _scan_here(entry, options)
+        remote = remote_spec(entry.opener)
+        if remote is None:
+            return _scan_here(entry, options)
+        known = _known_result(options, entry.sha256, entry.display, entry.size, time.monotonic())
+        if known is not None:
+            return known
+        remote["hash_max_bytes"] = entry.hash_max_bytes
+        return Job(entry.display, "", entry.size, entry.sha256, options.limits, remote=remote)
     started = time.monotonic()
     digest = entry.sha256
     hash_limit = options.limits.hash_max_bytes if entry.hash_max_bytes is None else \

@@ -39,3 +39,10 @@ def modules_task(job):
     with open(os.path.join(folder, f"{os.getpid()}-{time.monotonic_ns()}.json"), "w") as out:
         json.dump({"file": job.display, "added": added}, out)
     return data
+
+
+def remote_dies_task(job):
+    """A reader that dies on any remote file (the real reading for local ones)."""
+    if job.remote is not None:
+        os._exit(3)
+    return read_file(job)

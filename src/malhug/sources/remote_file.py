@@ -54,6 +54,14 @@ class FetchStats:
         with self._lock:
             self.bytes += count
 
+    def merge(self, counts: dict) -> None:
+        """Add what another process fetched for the same repository (an isolated worker)."""
+        with self._lock:
+            self.bytes += int(counts.get("bytes", 0))
+            self.requests += int(counts.get("requests", 0))
+            self.ranges_honoured += int(counts.get("ranges_honoured", 0))
+            self.ranges_ignored += int(counts.get("ranges_ignored", 0))
+
     def answered(self, partial: bool, url: str = "") -> None:
         with self._lock:
             self.requests += 1
