@@ -48,6 +48,38 @@ SPINNING_HDF5 = (
 )
 
 
+# 128 bytes of gzip the gzip target found: a pickle whose GLOBAL names have thousands of dotted
+# parts; every lookup tried every tail and every alias prefix (cubic), 70 s for 66 globals.
+LONG_DOTTED_GLOBALS_GZ = (
+    "H4sIAIbdAWsC/+3NQQrCMBSE4bfOKbprVyW2Id5DT1BioNCWiC+C3t6QjdC9Ivh/mxlmNiH+uiJ+AABBAAAAAABp3u3uJtOtXMr/////"
+    "//////////////9/AQAKSY0+MsfNdOym46U1+dQLAQAAAAAA0c1056bjpTX51AsoAAA="
+)
+
+
+def test_globals_with_thousands_of_dotted_parts_are_judged_quickly(tmp_path):
+    import base64
+    import time
+
+    import malhug
+
+    path = tmp_path / "weights.gz"
+    path.write_bytes(base64.b64decode(LONG_DOTTED_GLOBALS_GZ))
+    started = time.monotonic()
+    result = malhug.scan(path).files[0]
+    assert time.monotonic() - started < 10
+    assert str(result.verdict) == "suspicious"  # unknown globals, and the gzip is cut short
+    assert any(f.rule == "pickle-unknown-global" for f in result.findings)
+
+
+def test_a_long_attribute_chain_still_ends_in_the_callable_it_reaches():
+    """`pathlib.os.path.os.path ... os.system` resolves to os.system however long it is."""
+    from malhug.rules import knowledge_base
+
+    chain = ".".join(["os", "path"] * 40 + ["os", "system"])
+    found = knowledge_base().classify("pathlib", chain)
+    assert found.kind == "dangerous" and found.matched == "os.system"
+
+
 def test_hdf5_that_spins_the_library_is_stopped_by_its_time_limit(tmp_path):
     import base64
     import time

@@ -23,6 +23,9 @@ def canonical_pair(module: str, name: str) -> tuple[str, str]:
     return _IMPORT_MAPPING.get(module, module), name
 
 
+MAX_TAIL_PARTS = 16  # the longest attribute-chain tail tried against the knowledge base
+
+
 def candidates(module: str, name: str) -> list[str]:
     """The dotted names a global may really be: itself, and each tail of its attribute chain.
 
@@ -32,5 +35,9 @@ def candidates(module: str, name: str) -> list[str]:
     module, name = canonical_pair(module, name)
     names = [f"{module}.{name}" if name else module]
     parts = name.split(".")
-    names.extend(".".join(parts[i:]) for i in range(len(parts) - 1))
+    # A chain that reaches a callable through modules ends with that callable's own dotted name
+    # (`pathlib.os.path.os.system` ends with `os.system`), so only the shorter tails are tried:
+    # a crafted name of thousands of parts would otherwise cost quadratic time per lookup.
+    first = max(0, len(parts) - MAX_TAIL_PARTS)
+    names.extend(".".join(parts[i:]) for i in range(first, len(parts) - 1))
     return names

@@ -92,6 +92,7 @@ class _Patterns:
 class KnowledgeBase:
     def __init__(self, data: dict):
         self.aliases: dict[str, str] = dict(data.get("aliases", {}))
+        self._alias_parts = max((alias.count(".") + 1 for alias in self.aliases), default=0)
         self.rules = [
             CallableRule(
                 pattern=entry["match"],
@@ -114,7 +115,8 @@ class KnowledgeBase:
 
     def unalias(self, name: str) -> str:
         parts = name.split(".")
-        for length in range(len(parts), 0, -1):
+        # no alias is longer than _alias_parts parts, so no longer prefix can be one
+        for length in range(min(len(parts), self._alias_parts), 0, -1):
             prefix = ".".join(parts[:length])
             if prefix in self.aliases:
                 return self.aliases[prefix] + name[len(prefix):]
