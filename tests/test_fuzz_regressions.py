@@ -71,6 +71,36 @@ def test_globals_with_thousands_of_dotted_parts_are_judged_quickly(tmp_path):
     assert any(f.rule == "pickle-unknown-global" for f in result.findings)
 
 
+# 641 bytes of gzip: a 384 KB pickle calling 900 globals whose single names run to 100,000s of
+# characters; rendering each call's evidence and trying every glob on those names took 12 s.
+HUGE_NAMED_GLOBALS_GZ = (
+    "H4sIAIbdAWsC/+3NQQrCMBSE4bfOKbprVyW2Id5DT1BioNCWiC+C3t6QjdC9Ivh/mxlmMyH+uqxLAAAAAAAAAGn+/v7+AAAAAAAA"
+    "AAAEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAJAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABOAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAkAAAAAAAAAAAAAAAAACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAQAAAAAAAAoAAAAAAAAAAAAA1Av//wAAAAoAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAaf7+/v4AAAAAAAAA"
+    "AAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAANQL"
+    "/2YAAAAKAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA4QAoAAA="
+)
+
+
+def test_globals_with_huge_names_are_rendered_and_judged_quickly(tmp_path):
+    import base64
+    import time
+
+    import malhug
+
+    path = tmp_path / "weights.gz"
+    path.write_bytes(base64.b64decode(HUGE_NAMED_GLOBALS_GZ))
+    started = time.monotonic()
+    result = malhug.scan(path).files[0]
+    assert time.monotonic() - started < 10
+    assert str(result.verdict) in ("suspicious", "malicious")
+    assert all(len(f.evidence) <= 2 * 400 for f in result.findings)
+
+
 def test_a_long_attribute_chain_still_ends_in_the_callable_it_reaches():
     """`pathlib.os.path.os.path ... os.system` resolves to os.system however long it is."""
     from malhug.rules import knowledge_base

@@ -139,7 +139,12 @@ def _is_name(part: str) -> bool:
     return part.isidentifier() and not keyword.iskeyword(part)
 
 
+MAX_DOTTED_CHARS = 1024  # longer names are shown cut, as an __import__ of a shortened literal
+
+
 def dotted(qualname: str) -> str:
+    if len(qualname) > MAX_DOTTED_CHARS:
+        return f"__import__({_literal(qualname)})"
     parts = qualname.split(".")
     if all(_is_name(part) for part in parts):
         return qualname

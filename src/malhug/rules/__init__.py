@@ -50,6 +50,9 @@ class Classification:
 
 
 _WILDCARDS = "*?["
+# No module or attribute chain that a loader can import is this long; longer names are judged
+# unknown without trying every glob on them (a crafted pickle repeats names of 100,000s of chars).
+MAX_NAME_CHARS = 1024
 
 
 class _Patterns:
@@ -123,9 +126,12 @@ class KnowledgeBase:
         return name
 
     def dangerous_rule(self, names: list[str]) -> tuple[str, CallableRule] | None:
-        """The most severe dangerous rule matching any of the names a global may really be."""
+        """The most severe dangerous rule matching any of the names a global may really be
+        (names longer than MAX_NAME_CHARS name nothing importable and stay unknown)."""
         best = None
         for candidate in names:
+            if len(candidate) > MAX_NAME_CHARS:
+                continue
             name = self.unalias(candidate)
             rule = self._dangerous.lookup(name)
             if rule is not None and (best is None or rule.severity > best[1].severity):
@@ -133,6 +139,8 @@ class KnowledgeBase:
         return best
 
     def is_safe(self, qualname: str) -> bool:
+        if len(qualname) > MAX_NAME_CHARS:
+            return False
         name = self.unalias(qualname)
         if self._safe.lookup(name):
             return True
