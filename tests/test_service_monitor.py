@@ -290,13 +290,10 @@ class ListingHub(MiniHub):
         super().__init__(lfs_min=1)
         self.counts = counts  # repo id -> (downloads, likes)
 
-    def start(self) -> "ListingHub":
-        from http.server import ThreadingHTTPServer
-
-        hub = self
-
-        class Handler(_HubHandler):
+    def handler_base(self) -> type:
+        class ListingHandler(_HubHandler):
             def do_GET(self):
+                hub = self.hub
                 path = self.path.split("?", 1)[0].rstrip("/")
                 if path in ("/api/models", "/api/datasets"):
                     kind = path.rsplit("/", 1)[1][:-1]
@@ -308,13 +305,7 @@ class ListingHub(MiniHub):
                     return self._json(listing)
                 return super().do_GET()
 
-        Handler.hub = hub
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
-        self._server.daemon_threads = True
-        self.endpoint = f"http://{HOST}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
+        return ListingHandler
 
 
 def test_hub_endpoint_source_lists_through_the_api_most_popular_first(tmp_path, service):

@@ -212,10 +212,14 @@ class MiniHub:
                                                    private, gated)
         return sha
 
+    def handler_base(self) -> type:
+        """The request handler class to serve with (a subclass may answer more routes)."""
+        return _HubHandler
+
     def start(self) -> "MiniHub":
         hub = self
 
-        class Handler(_HubHandler):
+        class Handler(self.handler_base()):
             pass
 
         Handler.hub = hub

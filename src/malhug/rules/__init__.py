@@ -80,13 +80,14 @@ class _Patterns:
                 self.by_head.setdefault(head, []).append(glob)
             else:
                 self.anywhere.append(glob)
+        # each head's globs merged once with those tried for every name, in file order
+        for head, bucket in self.by_head.items():
+            self.by_head[head] = sorted(bucket + self.anywhere, key=lambda glob: glob[0])
 
     def lookup(self, name: str):
         if name in self.exact:
             return self.exact[name]
-        bucket = self.by_head.get(name.partition(".")[0], ())
-        globs = sorted((*bucket, *self.anywhere), key=lambda glob: glob[0]) if bucket else self.anywhere
-        for _, matcher, value in globs:
+        for _, matcher, value in self.by_head.get(name.partition(".")[0], self.anywhere):
             if name.startswith(matcher) if isinstance(matcher, str) else matcher.match(name):
                 return value
         return None

@@ -47,6 +47,13 @@ def main(args, settings) -> int:
     if args.time_limit <= args.soft_time_limit:
         print("malhug: error: --time-limit must exceed --soft-time-limit", file=sys.stderr)
         return 3
+    from .worker import DEFAULT_HANDLERS
+
+    try:
+        _check_handlers(args.handlers or DEFAULT_HANDLERS)
+    except (ImportError, ValueError) as exc:
+        print(f"malhug: error: --handlers: {exc}", file=sys.stderr)
+        return 3
     if settings.queue == "celery":
         return _celery_worker(args, settings)
     return _embedded_pool(args, settings)
@@ -55,11 +62,6 @@ def main(args, settings) -> int:
 def _embedded_pool(args, settings) -> int:
     from .worker import DEFAULT_HANDLERS, PoolOptions, run_pool
 
-    try:
-        _check_handlers(args.handlers or DEFAULT_HANDLERS)
-    except (ImportError, ValueError) as exc:
-        print(f"malhug: error: --handlers: {exc}", file=sys.stderr)
-        return 3
     options = PoolOptions(handlers=args.handlers or DEFAULT_HANDLERS, soft_time_limit=args.soft_time_limit,
                           time_limit=args.time_limit, max_tasks_per_child=args.max_tasks_per_child)
     stop = threading.Event()
@@ -71,13 +73,6 @@ def _embedded_pool(args, settings) -> int:
 def _celery_worker(args, settings) -> int:
     from .queue.celery_queue import QUEUE_NAME, make_app
 
-    from .worker import DEFAULT_HANDLERS
-
-    try:
-        _check_handlers(args.handlers or DEFAULT_HANDLERS)
-    except (ImportError, ValueError) as exc:
-        print(f"malhug: error: --handlers: {exc}", file=sys.stderr)
-        return 3
     _preload(args.handlers)
     app = make_app(settings, handlers=args.handlers, soft_time_limit=args.soft_time_limit,
                    time_limit=args.time_limit, max_tasks_per_child=args.max_tasks_per_child)
