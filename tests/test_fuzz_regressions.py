@@ -125,3 +125,44 @@ def test_hdf5_that_spins_the_library_is_stopped_by_its_time_limit(tmp_path):
     result = report.files[0]
     assert str(result.verdict) == "inconclusive"
     assert any("hdf5_seconds" in problem.reason for problem in result.problems)
+
+
+def _local_header(name: bytes, flags: int) -> bytes:
+    import struct
+
+    return struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, flags, 0, 0, 0, 0, 0, 0, len(name), 0) + name
+
+
+def test_a_zip_that_contains_itself_is_read_in_linear_work(tmp_path):
+    """Found by the sniff target: stored members of unknown size run to the end of the file, so
+    each is a zip of the members after it, and reading them all multiplies with every level."""
+    import malhug
+
+    path = tmp_path / "nested.zip"
+    path.write_bytes(b"".join(_local_header(b"m%02d" % i, 0x08) for i in range(24)))
+    result = malhug.scan(path, limits={"max_members": 5000}).files[0]
+    assert str(result.verdict) == "suspicious"
+    assert not any("max_members" in problem.reason for problem in result.problems)
+    assert any(f.rule == "hostile-shape" and "contains itself" in f.message for f in result.findings)
+    assert len(result.members) < 24 * 24
+
+
+def test_a_stored_zip_inside_a_stored_zip_is_read_as_an_ordinary_archive(tmp_path):
+    import pickle
+    import zipfile
+
+    import malhug
+
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.pkl", pickle.dumps({"weights": [1.0, 2.0]}))
+        archive.writestr("b.pkl", pickle.dumps([3, 4]))
+    path = tmp_path / "outer.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("inner.zip", inner.getvalue())
+        archive.writestr("c.pkl", pickle.dumps("text"))
+    result = malhug.scan(path).files[0]
+    assert str(result.verdict) == "clean"
+    assert not result.findings
+    analysed = {m.name for m in result.members if m.analysed}
+    assert {"inner.zip:a.pkl", "inner.zip:b.pkl", "c.pkl"} <= analysed

@@ -10,6 +10,14 @@ def read_at(stream: BinaryIO, offset: int, size: int) -> bytes:
     return stream.read(size) if size > 0 else b""
 
 
+def origin(stream: BinaryIO, offset: int = 0) -> tuple[BinaryIO, int]:
+    """The stream that slices of slices are cut from, and where `offset` of `stream` lies in it."""
+    while isinstance(stream, Slice):
+        offset += stream._offset
+        stream = stream._stream
+    return stream, offset
+
+
 class Slice(io.RawIOBase):
     """[offset, offset + length) of a shared seekable stream, seen from position 0."""
 

@@ -80,6 +80,8 @@ def analyse(stream: BinaryIO, ctx: ScanContext, member: str | None, name: str = 
         ctx.record_member(member, "nested", analysed=False)
         return "nested"
     head, stream = peek_stream(stream, SNIFF_BYTES)
+    if depth == 0 and ctx.origin is None:
+        ctx.origin = stream
     fmt = hint or sniff(head, name or (member or ctx.file))
     handler = handler_for(fmt)
     if handler is not None:

@@ -28,6 +28,9 @@ class ScanContext:
     traces: dict = field(default_factory=dict)  # member path -> pickle trace (for explain)
     member_count: int = 0
     expanded_bytes: int = 0  # declared sizes of archive members read so far, nested ones multiplied
+    origin: object = None  # the file's own stream, which stored members of nested zips are slices of
+    # (offset in the file, length, method, encrypted) of stored-in-place members read so far -> path
+    read_regions: dict = field(default_factory=dict, repr=False)
     # member path prefix -> [worst unsuppressed finding, first problem], so that judging each of
     # many members stays linear; members nested deeper than _TALLY_DEPTH are matched one by one
     _tally: dict = field(default_factory=dict, repr=False)

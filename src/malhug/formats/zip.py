@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from ..findings import Finding, Severity
 from ..limits import MIB, LimitExceeded
+from ..streams import origin
 from . import analyse
 from .base import ScanContext, join_member, peek_stream
 from .keras import keras_layout
@@ -35,6 +36,7 @@ def handle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -
     labels: set[str] = set()
     regions: dict[tuple, tuple[str, int]] = {}
     expansion = _Expansion(ctx, archive)
+    recursion_noted = False
     for entry in listing.entries:
         label = _label(entry, labels)
         ctx.count_member(join_member(member, label))
@@ -50,6 +52,20 @@ def handle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -
                               note=f"same data as {first}")
             expansion.add(entry, nested, repeated=True)
             continue
+        place = _place_in_file(ctx, archive, entry)
+        earlier = ctx.read_regions.get(place) if place is not None else None
+        if earlier is not None:
+            # A nested archive listing the very bytes of a member already read: an archive that
+            # contains itself, whose work would multiply with every level of nesting.
+            child = join_member(member, label)
+            ctx.record_member(child, "zip_member", analysed=False, note=f"same data as {earlier}")
+            if not recursion_noted:
+                recursion_noted = True
+                _note_recursion(ctx, child, earlier, entry.header_offset)
+            expansion.add(entry, 0, repeated=True)
+            continue
+        if place is not None:
+            ctx.read_regions[place] = join_member(member, label)
         before = ctx.expanded_bytes
         _read_entry(archive, ctx, member, label, entry, depth, layout, hidden)
         nested = ctx.expanded_bytes - before
@@ -82,6 +98,27 @@ class _Expansion:
         if total > limits.ratio_floor and total > limits.max_ratio * self.packed:
             detail = f"zip members expand to more than {total} bytes from a {self.packed} byte zip"
             raise LimitExceeded("max_ratio", detail, hostile=True)
+
+
+def _place_in_file(ctx: ScanContext, archive: BinaryIO, entry: Entry) -> tuple | None:
+    """Where a member's bytes lie in the scanned file itself, when they are there as they are
+    (a stored zip inside a stored zip is a slice of the file, and so are its members)."""
+    if entry.data_offset is None:
+        return None
+    root, start = origin(archive, entry.data_offset)
+    if root is not ctx.origin:
+        return None
+    length = entry.compressed_size
+    if length is None:
+        length = archive.seek(0, 2) - entry.data_offset
+    return start, length, entry.method, entry.flags & FLAG_ENCRYPTED
+
+
+def _note_recursion(ctx: ScanContext, child: str, earlier: str, offset: int | None) -> None:
+    ctx.add_finding(Finding(
+        "hostile-shape", Severity.MEDIUM, "tampering",
+        f"input built to exhaust a scanner or loader (a nested archive holds the same bytes as "
+        f"{earlier}: an archive that contains itself)", ctx.location(child, offset)))
 
 
 def _label(entry: Entry, seen: set[str]) -> str:
