@@ -415,7 +415,7 @@ def test_the_hdf5_reader_is_isolated(tmp_path, monkeypatch, script, expected):
     inconclusive, never stuck or dead."""
     from malhug.formats import keras as keras_format
 
-    monkeypatch.setattr(keras_format, "_HDF5_CHILD", script)
+    monkeypatch.setattr(keras_format, "HDF5_CHILD", script)
     path = tmp_path / "model.h5"
     write_h5(path, keras2_model({"function": "math.add"}, class_name="TFOpLambda"))
     result = malhug.scan(str(path), limits={"hdf5_seconds": 1.0}).files[0]

@@ -39,6 +39,7 @@ def _import_instrumented() -> dict:
                 except ImportError:
                     pass
         import targets
+    targets.read_hdf5_in_process()
     return targets.TARGETS
 
 

@@ -27,6 +27,32 @@ def _scan(data: bytes, name: str, hint: str | None) -> ScanContext:
     return ctx
 
 
+def read_hdf5_in_process() -> None:
+    """Run the HDF5 reader's child program inside this process instead of a new one per input
+    (a million child processes are weeks; the process boundary and its time limit are tested in
+    tests/test_keras.py). The fuzzer's own -timeout then stands in for the child's time limit."""
+    import contextlib
+    import subprocess
+    import sys
+
+    from malhug.formats import keras
+
+    program = compile(keras.HDF5_CHILD, "<hdf5 reader>", "exec")
+
+    def run(path: str, seconds: float) -> subprocess.CompletedProcess:
+        argv = sys.argv
+        output = io.StringIO()
+        sys.argv = ["-c", path, str(keras.MAX_HDF5_OBJECTS), str(keras.MAX_ATTRIBUTES)]
+        try:
+            with contextlib.redirect_stdout(output):
+                exec(program, {"__name__": "__main__"})
+        finally:
+            sys.argv = argv
+        return subprocess.CompletedProcess(sys.argv, 0, output.getvalue().encode(), b"")
+
+    keras.run_hdf5_child = run
+
+
 def container(hint: str | None, name: str):
     def target(data: bytes) -> None:
         _scan(data, name, hint)

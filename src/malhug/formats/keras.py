@@ -153,9 +153,7 @@ def _read_hdf5(stream: BinaryIO, ctx: ScanContext) -> dict:
         if ctx.deadline.expires is not None:
             seconds = max(1.0, min(seconds, ctx.deadline.expires - time.monotonic()))
         try:
-            done = subprocess.run(
-                [sys.executable, "-I", "-c", _HDF5_CHILD, path, str(MAX_HDF5_OBJECTS), str(MAX_ATTRIBUTES)],
-                stdin=subprocess.DEVNULL, capture_output=True, timeout=seconds)
+            done = run_hdf5_child(path, seconds)
         except subprocess.TimeoutExpired:
             raise LimitExceeded("hdf5_seconds", f"HDF5 structure not read within {seconds:g}s") from None
         except OSError as exc:
@@ -166,13 +164,22 @@ def _read_hdf5(stream: BinaryIO, ctx: ScanContext) -> dict:
     try:
         result = json.loads(done.stdout.decode("utf-8", "replace"))
     except ValueError:
+        result = None
+    if not isinstance(result, dict):
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-        raise _Hdf5Unreadable(f"HDF5 reader failed: {detail[0][:200]}") from None
+        raise _Hdf5Unreadable(f"HDF5 reader failed: {detail[0][:200]}")
     if result.get("limit"):
         raise LimitExceeded(result["limit"], result.get("detail", ""))
     if result.get("error"):
         raise _Hdf5Unreadable(f"HDF5 file cannot be read: {result['error'][:200]}")
     return result
+
+
+def run_hdf5_child(path: str, seconds: float) -> subprocess.CompletedProcess:
+    """The child program on one file (replaced in-process by the fuzz harness)."""
+    return subprocess.run(
+        [sys.executable, "-I", "-c", HDF5_CHILD, path, str(MAX_HDF5_OBJECTS), str(MAX_ATTRIBUTES)],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=seconds)
 
 
 def _file_path(stream: BinaryIO, ctx: ScanContext) -> tuple[str, bool]:
@@ -202,7 +209,7 @@ def _file_path(stream: BinaryIO, ctx: ScanContext) -> tuple[str, bool]:
 
 # Runs in the child: only h5py and json. Reads attributes (scalar strings only) and the link
 # structure; never a dataset's data, never an external link's target.
-_HDF5_CHILD = r"""
+HDF5_CHILD = r"""
 import json, sys
 path, max_objects, max_attributes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 CONFIG_ATTRIBUTES = ("model_config", "training_config")
