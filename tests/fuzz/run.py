@@ -39,7 +39,7 @@ def _import_instrumented() -> dict:
                 except ImportError:
                     pass
         import targets
-    targets.read_hdf5_in_process()
+    targets.read_hdf5_in_forked_children()
     return targets.TARGETS
 
 
