@@ -108,13 +108,15 @@ def test_in_process_scan_runs_and_imports_nothing(canaries, monkeypatch):
 
 
 @pytest.mark.skipif(not isolation.available(), reason="isolation needs POSIX")
-def test_workers_run_and_import_nothing(canaries, monkeypatch, tmp_path):
+@pytest.mark.parametrize("start", ["exec", "fork"])
+def test_workers_run_and_import_nothing(canaries, monkeypatch, tmp_path, start):
     reports = tmp_path / "modules"
     reports.mkdir()
     monkeypatch.setenv(isolation_hooks.MODULES_REPORT, str(reports))
     monkeypatch.syspath_prepend(canaries["packages"])  # the workers get the same sys.path
     monkeypatch.setattr(isolation, "worker_task", isolation_hooks.modules_task)
-    report = scan_paths([canaries["corpus"]], ScanOptions(memo=None, workers=2, isolation=True))
+    report = scan_paths([canaries["corpus"]], ScanOptions(memo=None, workers=2, isolation=True,
+                                                                worker_start=start))
     _assert_seen(report)
     _assert_untouched(canaries)
     records = [json.loads(path.read_text()) for path in reports.iterdir()]

@@ -50,9 +50,60 @@ def _comparable(report):
     return rows
 
 
+_START = {"worker_start": "exec"}
+
+
+@pytest.fixture(autouse=True, params=["exec", "fork"])
+def worker_start(request, monkeypatch):
+    """Every test runs with workers started both ways: fresh interpreters and forks."""
+    monkeypatch.setitem(_START, "worker_start", request.param)
+    return request.param
+
+
 def _options(**changes):
     changes.setdefault("isolation", True)
+    changes.setdefault("worker_start", _START["worker_start"])
     return ScanOptions(memo=None, **changes)
+
+
+def test_forked_workers_hold_only_their_own_pipes(tmp_path, monkeypatch, worker_start):
+    folder = _mixed_folder(tmp_path / "mixed")
+    report_dir = tmp_path / "descriptors"
+    report_dir.mkdir()
+    monkeypatch.setenv(isolation_hooks.DESCRIPTORS_REPORT, str(report_dir))
+    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.descriptors_task)
+    cache = VerdictCache(tmp_path / "cache.db")  # an open database the workers must not hold
+    with open(tmp_path / "held-by-parent", "w"):
+        report = scan_paths([folder], _options(workers=2, cache=cache))
+    assert {os.path.basename(r.path): r.verdict for r in report.files}["evil.pkl"] is Verdict.MALICIOUS
+    reports = [__import__("json").loads(p.read_text()) for p in report_dir.iterdir()]
+    assert reports
+    for seen in reports:
+        assert seen["parent"] == os.getpid()
+        # stdio, the two pipes, and the descriptor listing the folder
+        assert len([fd for fd in seen["held"] if fd > 2]) <= 3, seen
+
+
+def test_workers_are_not_forked_while_the_parent_runs_threads(tmp_path):
+    import threading
+
+    release = threading.Event()
+    helper = threading.Thread(target=release.wait)
+    helper.start()
+    try:
+        pool = isolation.WorkerPool(isolation.Limits(), start="fork").prestart()
+        try:
+            assert isinstance(pool._idle[0].process, isolation.subprocess.Popen)
+        finally:
+            pool.close()
+    finally:
+        release.set()
+        helper.join()
+    pool = isolation.WorkerPool(isolation.Limits(), start="fork").prestart()
+    try:
+        assert isinstance(pool._idle[0].process, isolation._ForkedWorker)
+    finally:
+        pool.close()
 
 
 def test_isolated_results_equal_in_process_results(tmp_path):

@@ -21,7 +21,9 @@ def scan(target: "str | os.PathLike | Iterable[str | os.PathLike]", **options) -
     `{"hash_max_bytes": 0}`), `follow_symlinks`, `cache` (a malhug.cache.VerdictCache, the path
     of its database, True for the default one under the user's cache folder, or False/None for
     none: the default), `isolation` (True reads each file in a resource-limited worker process,
-    as the command line does; default False) and `workers`.
+    as the command line does; default False), `workers`, and `worker_start` ("exec", the
+    default: each worker a fresh interpreter; "fork": forks of this process, made only while it
+    runs a single thread).
     """
     from .limits import DEFAULT_LIMITS, Limits
     from .scanner import ScanOptions, scan_paths

@@ -232,7 +232,7 @@ def _scan(args, parser) -> int:
     options = config.scan_options(ScanOptions(
         limits=_limits(args.limit), cache=_cache(args),
         follow_remote_code=True if args.fetch_remote_code else None, progress=progress,
-        isolation=not args.no_isolation, workers=args.workers))
+        isolation=not args.no_isolation, workers=args.workers, worker_start="fork"))
     try:
         report = scan_paths(targets, options)
     finally:

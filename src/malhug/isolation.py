@@ -7,9 +7,12 @@ file with the same `scan_stream` as an in-process scan, and answers with the res
 the parent never unpickles anything a worker sends.
 
 Each worker is a fresh interpreter (`python -c`, the parent's sys.path) started with
-subprocess, never a fork of a parent that may run threads, and never a re-run of the parent's
-`__main__` (which multiprocessing's spawn and forkserver would do): a script calling
-`malhug.scan` needs no entry-point guard. A worker reads up to `TASKS_PER_WORKER` files, then
+subprocess, never a re-run of the parent's `__main__` (which multiprocessing's spawn and
+forkserver would do): a script calling `malhug.scan` needs no entry-point guard. A parent that
+knows it runs nothing else, the command line, asks for `start="fork"`: its workers are forks of
+it, made only while it runs a single thread (else fresh interpreters again); a fork keeps no
+descriptor but its two pipes and ends with `os._exit`, never returning into the parent's code,
+and skips an interpreter's start-up. A worker reads up to `TASKS_PER_WORKER` files, then
 is replaced. In each worker: RLIMIT_AS (Limits.worker_address_space), RLIMIT_NOFILE
 (worker_open_files), RLIMIT_CORE 0, and per file RLIMIT_CPU (seconds_per_file +
 worker_cpu_margin of CPU on top of what the worker has used). The parent kills a worker still
@@ -30,6 +33,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -244,19 +248,22 @@ def _size(count: int) -> str:
 
 # -- in the parent ---------------------------------------------------------------------------------
 class _Worker:
-    """A fresh interpreter (`python -c`), spoken to over two pipes: jobs go in pickled (the
-    parent is trusted), results come back as JSON (the worker is not)."""
+    """A fresh interpreter (`python -c`) or a fork of this process, spoken to over two pipes:
+    jobs go in pickled (the parent is trusted), results come back as JSON (the worker is not)."""
 
-    def __init__(self, limits: Limits):
-        if not sys.executable:
+    def __init__(self, limits: Limits, start: str = "exec"):
+        if not sys.executable and start != "fork":
             raise IsolationError("cannot start a worker process: no Python executable known")
         to_child, to_worker = os.pipe()
         to_parent, from_worker = os.pipe()
         code = (f"import sys; sys.path[:] = {sys.path!r}; "
                 f"from malhug.isolation import serve; serve({to_child}, {from_worker})")
         try:
-            self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
-                                            pass_fds=(to_child, from_worker), close_fds=True)
+            if start == "fork" and _can_fork():
+                self.process = _ForkedWorker(to_child, from_worker)
+            else:
+                self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                                                pass_fds=(to_child, from_worker), close_fds=True)
         except OSError as exc:
             for fd in (to_worker, to_parent):
                 os.close(fd)
@@ -331,6 +338,67 @@ class _Worker:
         self.conn.close()
 
 
+def _can_fork() -> bool:
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+class _ForkedWorker:
+    """A fork of this process serving jobs, with the part of Popen's interface workers use."""
+
+    def __init__(self, read_fd: int, write_fd: int):
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # the worker: never returns into the code that made it
+            code = 1
+            try:
+                _keep_only_descriptors(read_fd, write_fd)
+                serve(read_fd, write_fd)
+                code = 0
+            finally:
+                os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        expires = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while self.poll() is None:
+            if expires is not None and time.monotonic() >= expires:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _keep_only_descriptors(*keep: int) -> None:
+    """Close every descriptor of a forked worker but stdio and its own pipes (not the verdict
+    cache, not other workers' pipes)."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _max_descriptors())
+
+
+def _max_descriptors() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):
+        return 65536
+
+
 def _death_reason(exitcode: int | None, limits: Limits) -> str:
     if exitcode is None:
         return "worker killed: did not stop"
@@ -352,8 +420,14 @@ def _death_reason(exitcode: int | None, limits: Limits) -> str:
 class WorkerPool:
     """Up to `workers` processes reading one file each; the pool outlives the repositories of a scan."""
 
-    def __init__(self, limits: Limits, workers: int = 1, tasks_per_worker: int = TASKS_PER_WORKER):
+    def __init__(self, limits: Limits, workers: int = 1, tasks_per_worker: int = TASKS_PER_WORKER,
+                 start: str = "exec"):
+        """start: "exec" (a fresh interpreter per worker) or "fork" (a fork of this process
+        while it runs one thread; for a process that runs nothing but the scan)."""
+        if start not in ("exec", "fork"):
+            raise ValueError(f"worker start must be 'exec' or 'fork', not {start!r}")
         self.limits = limits
+        self.start = start
         self.workers = max(1, int(workers))
         self.tasks_per_worker = max(1, tasks_per_worker)
         self._idle: list[_Worker] = []
@@ -363,7 +437,7 @@ class WorkerPool:
         hashing (a failure to start shows when the first file is given, as without this)."""
         try:
             while len(self._idle) < self.workers:
-                self._idle.append(_Worker(self.limits))
+                self._idle.append(_Worker(self.limits, self.start))
         except IsolationError:
             pass
         return self
@@ -444,5 +518,5 @@ class WorkerPool:
             if worker.alive():
                 return worker
             worker.kill()
-        self._idle = [_Worker(self.limits) for _ in range(max(1, self.workers - busy) - 1)]
-        return _Worker(self.limits)
+        self._idle = [_Worker(self.limits, self.start) for _ in range(max(1, self.workers - busy) - 1)]
+        return _Worker(self.limits, self.start)

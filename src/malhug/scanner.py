@@ -42,10 +42,11 @@ class ScanOptions:
     max_file_size: int | None = None  # larger files are reported not analysed (inconclusive)
     # read each local file in a worker process with resource limits (malhug.isolation). The
     # command line turns it on unless --no-isolation; through the API it is asked for, since a
-    # scan call pays for starting a worker (about 0.7 s) and an embedding process may rather
-    # read in-process.
+    # scan call pays for starting a worker (a fresh interpreter, about 0.1 s) and an embedding
+    # process may rather read in-process.
     isolation: bool = False
     workers: int = 1  # files read at once, each in its own worker (with isolation)
+    worker_start: str = "exec"  # "fork" for a process that runs nothing but the scan (the CLI)
 
 
 def scan_paths(targets: Iterable, options: ScanOptions | None = None) -> Report:
@@ -209,7 +210,7 @@ def _worker_pool(options: ScanOptions, pool: WorkerPool | None = None):
     isolated = options.isolation and not options.keep_traces and available()
     if pool is not None or not isolated:
         return nullcontext(pool if isolated else None)
-    return WorkerPool(options.limits, options.workers).prestart()
+    return WorkerPool(options.limits, options.workers, start=options.worker_start).prestart()
 
 
 def _scan_entries(entries: Iterable, options: ScanOptions, pool: WorkerPool | None) -> list[FileResult]:

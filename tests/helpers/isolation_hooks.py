@@ -46,3 +46,14 @@ def remote_dies_task(job):
     if job.remote is not None:
         os._exit(3)
     return read_file(job)
+
+
+DESCRIPTORS_REPORT = "MALHUG_TEST_DESCRIPTORS_REPORT"
+
+
+def descriptors_task(job):
+    """The real reading, with the descriptors the worker holds written down for the test."""
+    held = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    with open(os.path.join(os.environ[DESCRIPTORS_REPORT], f"{os.getpid()}.json"), "w") as out:
+        json.dump({"held": held, "parent": os.getppid()}, out)
+    return read_file(job)
