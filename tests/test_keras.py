@@ -434,3 +434,19 @@ def test_hdf5_link_cycles_are_suspicious(tmp_path):
     cycle = next(f for f in result.findings if f.rule == "hostile-shape")
     assert "cycle" in cycle.message
     assert "a/deeper/up -> /a" in cycle.evidence and "soft link" in cycle.evidence
+
+
+@pytest.mark.parametrize("answer", [
+    '{"configs": 5}', '{"configs": [["model_config"]]}', '{"cycles": [1, 2]}', '[1, 2]',
+    '{"external": "a -> b"}',
+])
+def test_an_hdf5_reader_answer_out_of_shape_is_inconclusive(tmp_path, monkeypatch, answer):
+    """A child the file subverted could answer anything: the scan ends inconclusive, named."""
+    from malhug.formats import keras as keras_format
+
+    monkeypatch.setattr(keras_format, "HDF5_CHILD", f"print({answer!r})")
+    path = tmp_path / "model.h5"
+    write_h5(path, keras2_model({"function": "math.add"}, class_name="TFOpLambda"))
+    result = malhug.scan(str(path)).files[0]
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert any(p.reason.startswith("HDF5 reader failed") for p in result.problems)

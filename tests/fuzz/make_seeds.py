@@ -185,6 +185,23 @@ def keras_metadata() -> list[bytes]:
     return [_field(1, _field(3, json.dumps(config).encode())) for config in keras_configs()]
 
 
+def keras_config_files() -> list[bytes]:
+    return [json.dumps(config).encode() for config in keras_configs()]
+
+
+def hdf5_answers() -> list[bytes]:
+    """What the HDF5 reader's child program answers (its exit code first, then its output)."""
+    configs = [["model_config", json.dumps(config)] for config in keras_configs()]
+    answers = [
+        {"configs": configs, "external": [], "unreadable": [], "cycles": []},
+        {"configs": configs[:1], "external": ["a -> other.h5:/x"], "unreadable": ["training_config"],
+         "cycles": ["a/up -> /a"]},
+        {"limit": "hdf5_objects", "detail": "more than 100000 HDF5 objects"},
+        {"error": "OSError: Unable to open file"},
+    ]
+    return [b"\x00" + json.dumps(answer).encode() for answer in answers] + [b"\x86Traceback"]
+
+
 def hdf5_files() -> list[bytes]:
     try:
         import h5py
@@ -236,13 +253,14 @@ def folds() -> list[bytes]:
 SEEDS = {
     "pickle": pickles, "marshal": marshals, "zip": zips, "tar": tars, "7z": sevenzips, "gzip": gzips,
     "npy": npys, "gguf": ggufs, "safetensors": safetensors_files, "onnx": onnx_models,
-    "tf_graph": tf_graphs, "keras_metadata": keras_metadata, "hdf5": hdf5_files,
+    "tf_graph": tf_graphs, "keras_metadata": keras_metadata, "keras_config": keras_config_files,
+    "hdf5": hdf5_files, "hdf5_answer": hdf5_answers,
     "template": templates, "fold": folds,
 }
 
 
 def sniff_seeds() -> list[bytes]:
-    return [seed for name, make in SEEDS.items() if name not in ("fold", "marshal", "sniff") for seed in make()[:2]]
+    return [seed for name, make in SEEDS.items() if name not in ("fold", "marshal", "sniff", "hdf5_answer") for seed in make()[:2]]
 
 
 SEEDS["sniff"] = sniff_seeds

@@ -108,6 +108,27 @@ def fuzz_pickle(data: bytes) -> None:
     _scan(data, "x.pkl", "pickle")
 
 
+_HDF5_HEAD = b"\x89HDF\r\n\x1a\n" + bytes(56)
+
+
+def fuzz_hdf5_answer(data: bytes) -> None:
+    """What the scanner makes of any answer the HDF5 reader's child could give (first byte: its
+    exit code; the rest: its output), through the model-config walker."""
+    import subprocess
+
+    from malhug.formats import keras
+
+    def answer(path: str, seconds: float) -> subprocess.CompletedProcess:
+        code = data[0] - 256 if data and data[0] > 127 else (data[0] if data else 0)
+        return subprocess.CompletedProcess(path, code, data[1:], b"")
+
+    saved, keras.run_hdf5_child = keras.run_hdf5_child, answer
+    try:
+        _scan(_HDF5_HEAD, "model.h5", "hdf5")
+    finally:
+        keras.run_hdf5_child = saved
+
+
 def fuzz_marshal(data: bytes) -> None:
     from malhug.code.marshal_reader import MarshalError, load_code, loads
 
@@ -225,7 +246,9 @@ TARGETS = {
     "onnx": container("onnx", "model.onnx"),
     "tf_graph": container("tf_graph", "saved_model.pb"),
     "keras_metadata": container("keras_metadata", "keras_metadata.pb"),
+    "keras_config": container("keras_config", "config.json"),
     "hdf5": container("hdf5", "model.h5"),
+    "hdf5_answer": fuzz_hdf5_answer,
     "sniff": container(None, "x.bin"),
     "template": fuzz_template,
     "fold": fuzz_fold,

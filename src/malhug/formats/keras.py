@@ -169,10 +169,24 @@ def _read_hdf5(stream: BinaryIO, ctx: ScanContext) -> dict:
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         raise _Hdf5Unreadable(f"HDF5 reader failed: {detail[0][:200]}")
     if result.get("limit"):
-        raise LimitExceeded(result["limit"], result.get("detail", ""))
+        raise LimitExceeded(str(result["limit"])[:100], str(result.get("detail", ""))[:200])
     if result.get("error"):
-        raise _Hdf5Unreadable(f"HDF5 file cannot be read: {result['error'][:200]}")
+        raise _Hdf5Unreadable(f"HDF5 file cannot be read: {str(result['error'])[:200]}")
+    if not _well_formed(result):
+        raise _Hdf5Unreadable("HDF5 reader failed: its answer is not in the shape it writes")
     return result
+
+
+def _well_formed(result: dict) -> bool:
+    """The child's answer as the child writes it (a reader the file subverted may not)."""
+    def texts(key: str) -> bool:
+        value = result.get(key, [])
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+    configs = result.get("configs", [])
+    return (texts("external") and texts("unreadable") and texts("cycles") and isinstance(configs, list)
+            and all(isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+                    for pair in configs))
 
 
 def run_hdf5_child(path: str, seconds: float) -> subprocess.CompletedProcess:
