@@ -21,6 +21,7 @@ PEAK_MB = 256.0
 EXPECTED = {
     "nested_zip_bomb": ("suspicious", "max_ratio"),
     "overlapping_zip_bomb": ("suspicious", "max_ratio"),
+    "self_containing_zip": ("suspicious", "contains itself"),
     "sevenzip_bomb": ("suspicious", "max_ratio"),
     "gzip_bomb": ("suspicious", "max_ratio"),
     "billion_laughs_pickle": ("suspicious", "shared references expand"),

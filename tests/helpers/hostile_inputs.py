@@ -93,6 +93,16 @@ def overlapping_zip_bomb(folder: Path, kernel_size: int = 256 * MIB, entries: in
     return path
 
 
+def self_containing_zip(folder: Path, members: int = 400) -> Path:
+    """Local headers only, stored, of unknown size: each member runs to the end of the file, so
+    it is a zip of every member after it, nested as deep as a reader follows."""
+    headers = (struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0x08, 0, 0, 0, 0, 0, 0, 5, 0)
+               + b"m%04d" % index for index in range(members))
+    path = folder / "self_containing.zip"
+    path.write_bytes(b"".join(headers))
+    return path
+
+
 def sevenzip_bomb(folder: Path, size: int = 1 * GIB) -> Path:
     """A 7z archive with one member of `size` zero bytes (LZMA2 packs it to a few hundred KB)."""
     import py7zr
@@ -180,6 +190,7 @@ def sparse_pickle_payload_at_end(folder: Path, hole: int = 2 * GIB) -> Path:
 CASES = {
     "nested_zip_bomb": (nested_zip_bomb, {}, {}),
     "overlapping_zip_bomb": (overlapping_zip_bomb, {}, {"kernel_size": 1 * GIB, "entries": 65_535}),
+    "self_containing_zip": (self_containing_zip, {"members": 40}, {"members": 4000}),
     "sevenzip_bomb": (sevenzip_bomb, {"size": 300 * MIB}, {}),
     "gzip_bomb": (gzip_bomb, {}, {"size": 10 * GIB}),
     "billion_laughs_pickle": (billion_laughs_pickle, {}, {}),

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ..limits import Deadline
+from ..limits import Deadline, LimitExceeded
 from ..streams import read_at
 
 LOCAL_SIG = b"PK\x03\x04"
@@ -236,6 +236,7 @@ def _locate_data(stream: BinaryIO, entry: Entry) -> None:
 def scan_local_headers(stream: BinaryIO, start: int, end: int, deadline: Deadline):
     """Members whose local headers lie in [start, end), hopping over the data of each found."""
     pos = start
+    descriptors = None
     while pos < end:
         found = _find(stream, LOCAL_SIG, pos, end, deadline)
         if found is None:
@@ -244,32 +245,53 @@ def scan_local_headers(stream: BinaryIO, start: int, end: int, deadline: Deadlin
         if header is None or header.data_offset > end:
             pos = found + 1
             continue
-        size = header.compressed_size if header.size_known else _size_from_descriptor(
-            stream, header.data_offset, end, deadline)
+        if header.size_known:
+            size = header.compressed_size
+        else:
+            if descriptors is None:
+                descriptors = _DescriptorIndex(stream, start, end, deadline)
+            size = descriptors.size_from(header.data_offset)
         yield Entry(header.name, found, size, header.method, header.flags, in_central=False,
                     data_offset=header.data_offset, local_name=header.name)
         pos = header.data_offset + size if size is not None else header.data_offset
 
 
-def _size_from_descriptor(stream: BinaryIO, data_offset: int, end: int,
-                          deadline: Deadline) -> int | None:
-    """The compressed size a data descriptor records, checked against where it sits."""
-    for pos, signature in _signatures(stream, data_offset, end, deadline):
-        if signature == DESCRIPTOR_SIG:
-            fields = read_at(stream, pos + 8, 8)
-            if len(fields) >= 4 and struct.unpack_from("<I", fields)[0] == pos - data_offset:
-                return pos - data_offset
-            if len(fields) == 8 and struct.unpack("<Q", fields)[0] == pos - data_offset:
-                return pos - data_offset
-            continue
-        for descriptor_size, field_format in ((12, "<I"), (20, "<Q")):
-            size = pos - descriptor_size - data_offset
-            if size < 0:
+MAX_SIGNATURES = 1 << 18  # zip signatures in the bytes walked for members without sizes
+
+
+class _DescriptorIndex:
+    """Where the data of a member without sizes ends: at the first data descriptor (with or
+    without its signature, 32- or 64-bit sizes) that records the distance from the data's start
+    to itself. Every signature in [start, end) is read once, so finding the size of each of many
+    such members stays linear."""
+
+    def __init__(self, stream: BinaryIO, start: int, end: int, deadline: Deadline):
+        self._sizes: dict[int, int] = {}  # data offset -> compressed size
+        count = 0
+        for pos, signature in _signatures(stream, start, end, deadline):
+            count += 1
+            if count > MAX_SIGNATURES:
+                raise LimitExceeded("max_members", f"more than {MAX_SIGNATURES} zip signatures to walk",
+                                    hostile=True)
+            if signature == DESCRIPTOR_SIG:
+                fields = read_at(stream, pos + 8, 8)
+                if len(fields) >= 4:
+                    self._add(pos, pos - struct.unpack_from("<I", fields)[0])
+                if len(fields) == 8:
+                    self._add(pos, pos - struct.unpack("<Q", fields)[0])
                 continue
-            raw = read_at(stream, pos - descriptor_size + 4, struct.calcsize(field_format))
-            if len(raw) == struct.calcsize(field_format) and struct.unpack(field_format, raw)[0] == size:
-                return size
-    return None
+            for descriptor_size, field_format in ((12, "<I"), (20, "<Q")):
+                width = struct.calcsize(field_format)
+                raw = read_at(stream, pos - descriptor_size + 4, width) if pos >= descriptor_size else b""
+                if len(raw) == width:
+                    self._add(pos - descriptor_size, pos - descriptor_size - struct.unpack(field_format, raw)[0])
+
+    def _add(self, data_end: int, data_offset: int) -> None:
+        if 0 <= data_offset <= data_end:
+            self._sizes.setdefault(data_offset, data_end - data_offset)
+
+    def size_from(self, data_offset: int) -> int | None:
+        return self._sizes.get(data_offset)
 
 
 # -- scanning bytes ---------------------------------------------------------------------------
