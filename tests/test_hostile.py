@@ -90,13 +90,29 @@ def test_member_verdicts_count_only_what_is_inside_them():
     ctx = ScanContext("f")
     ctx.add_problem("a:b", "broken")
     ctx.add_finding(Finding("r", Severity.HIGH, "c", "m", ctx.location("a:bc")))
-    deep = ":".join(["x"] * 12)
+    deep = ":".join(["x"] * 20)  # deeper than the indexed prefixes: matched one by one
     ctx.add_finding(Finding("r", Severity.MEDIUM, "c", "m", ctx.location(deep + ":y")))
     for key in ("a", "a:b", "a:bc", "a:b:c", "x", deep, deep + ":z", "", None):
         ctx.record_member(key, "t")
     verdicts = [m.verdict.value for m in ctx.members]
     assert verdicts == ["malicious", "inconclusive", "malicious", "clean", "suspicious", "suspicious",
                         "clean", "malicious", "malicious"]
+
+
+def test_a_pile_of_deep_members_is_judged_in_bounded_work():
+    """Member names full of ':' nest deeper than the indexed prefixes; thousands of them with a
+    problem each are judged with their group, not each against all the others."""
+    import time
+
+    ctx = ScanContext("f")
+    prefix = ":".join(["n"] * 20)
+    for index in range(20_000):
+        ctx.add_problem(f"{prefix}:{index}", "encrypted")
+    started = time.process_time()
+    for index in range(20_000):
+        ctx.record_member(f"{prefix}:{index}", "t")
+    assert time.process_time() - started < 10
+    assert all(m.verdict.value == "inconclusive" for m in ctx.members)
 
 
 def test_duplicate_regions_in_a_zip_count_towards_its_expansion():

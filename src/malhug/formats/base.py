@@ -32,9 +32,10 @@ class ScanContext:
     # (offset in the file, length, method, encrypted) of stored-in-place members read so far -> path
     read_regions: dict = field(default_factory=dict, repr=False)
     # member path prefix -> [worst unsuppressed finding, first problem], so that judging each of
-    # many members stays linear; members nested deeper than _TALLY_DEPTH are matched one by one
+    # many members stays linear; members nested deeper than _TALLY_DEPTH parts are kept by their
+    # first _TALLY_DEPTH parts and matched one by one within that group
     _tally: dict = field(default_factory=dict, repr=False)
-    _deep: list = field(default_factory=list, repr=False)
+    _deep: dict = field(default_factory=dict, repr=False)
 
     def location(self, member: str | None, offset: int | None = None, line: int | None = None) -> Location:
         return Location(self.file, member, offset, line)
@@ -51,8 +52,8 @@ class ScanContext:
     def _count(self, member: str | None, finding: Finding | None, problem: Problem | None) -> None:
         parts = tuple(member.split(":", _TALLY_DEPTH)) if member else ()
         if len(parts) > _TALLY_DEPTH:
-            self._deep.append((member, finding, problem))
             parts = parts[:_TALLY_DEPTH]
+            self._deep.setdefault(parts, []).append((member, finding, problem))
         for end in range(len(parts) + 1):
             tally = self._tally.setdefault(parts[:end], [None, None])
             _merge(tally, finding, problem)
@@ -77,10 +78,14 @@ class ScanContext:
         key = name or ""
         parts = tuple(key.split(":", _TALLY_DEPTH)) if key else ()
         if len(parts) > _TALLY_DEPTH:
-            tally = [None, None]
-            for member, finding, problem in self._deep:
-                if member == key or member.startswith(key + ":"):
-                    _merge(tally, finding, problem)
+            group = self._deep.get(parts[:_TALLY_DEPTH], ())
+            if len(group) > _DEEP_MATCHED:  # a crafted pile of deep members: judged with their group
+                tally = self._tally.get(parts[:_TALLY_DEPTH], [None, None])
+            else:
+                tally = [None, None]
+                for member, finding, problem in group:
+                    if member == key or member.startswith(key + ":"):
+                        _merge(tally, finding, problem)
         else:
             tally = self._tally.get(parts, [None, None])
         worst, problem = tally
@@ -88,7 +93,8 @@ class ScanContext:
         self.members.append(MemberResult(key or "(file)", fmt, verdict, analysed, note))
 
 
-_TALLY_DEPTH = 8  # member path segments indexed for record_member
+_TALLY_DEPTH = 16  # member path segments indexed for record_member
+_DEEP_MATCHED = 1000  # deeper members of one group matched one by one, at most
 
 
 def _merge(tally: list, finding: Finding | None, problem: Problem | None) -> None:
