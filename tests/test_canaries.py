@@ -115,6 +115,8 @@ def test_workers_run_and_import_nothing(canaries, monkeypatch, tmp_path, start):
     monkeypatch.setenv(isolation_hooks.MODULES_REPORT, str(reports))
     monkeypatch.syspath_prepend(canaries["packages"])  # the workers get the same sys.path
     monkeypatch.setattr(isolation, "worker_task", isolation_hooks.modules_task)
+    if start == "fork":  # forked even beside a fixture's server thread, which workers never touch
+        monkeypatch.setattr(isolation, "_can_fork", lambda: True)
     report = scan_paths([canaries["corpus"]], ScanOptions(memo=None, workers=2, isolation=True,
                                                                 worker_start=start))
     _assert_seen(report)

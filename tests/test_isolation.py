@@ -53,10 +53,16 @@ def _comparable(report):
 _START = {"worker_start": "exec"}
 
 
+_CAN_FORK = isolation._can_fork
+
+
 @pytest.fixture(autouse=True, params=["exec", "fork"])
 def worker_start(request, monkeypatch):
-    """Every test runs with workers started both ways: fresh interpreters and forks."""
+    """Every test runs with workers started both ways: fresh interpreters and forks (forked even
+    though the test process keeps a fixture's server thread, which the workers never touch)."""
     monkeypatch.setitem(_START, "worker_start", request.param)
+    if request.param == "fork":
+        monkeypatch.setattr(isolation, "_can_fork", lambda: True)
     return request.param
 
 
@@ -84,26 +90,30 @@ def test_forked_workers_hold_only_their_own_pipes(tmp_path, monkeypatch, worker_
         assert len([fd for fd in seen["held"] if fd > 2]) <= 3, seen
 
 
-def test_workers_are_not_forked_while_the_parent_runs_threads(tmp_path):
-    import threading
-
-    release = threading.Event()
-    helper = threading.Thread(target=release.wait)
-    helper.start()
-    try:
+def test_workers_are_not_forked_while_the_parent_runs_threads(monkeypatch):
+    monkeypatch.setattr(isolation, "_can_fork", _CAN_FORK)
+    started = {}
+    for threads in (2, 1):
+        monkeypatch.setattr(isolation.threading, "active_count", lambda: threads)
         pool = isolation.WorkerPool(isolation.Limits(), start="fork").prestart()
         try:
-            assert isinstance(pool._idle[0].process, isolation.subprocess.Popen)
+            started[threads] = type(pool._idle[0].process)
         finally:
             pool.close()
-    finally:
-        release.set()
-        helper.join()
-    pool = isolation.WorkerPool(isolation.Limits(), start="fork").prestart()
-    try:
-        assert isinstance(pool._idle[0].process, isolation._ForkedWorker)
-    finally:
-        pool.close()
+    assert started == {2: isolation.subprocess.Popen, 1: isolation._ForkedWorker}
+
+
+def test_forked_workers_are_forks(tmp_path, monkeypatch, worker_start):
+    """The fork half of every test here really forks: a fork's parent is this process."""
+    path = _write(tmp_path, "clean.pkl", pickle.dumps([1]))
+    report_dir = tmp_path / "descriptors"
+    report_dir.mkdir()
+    monkeypatch.setenv(isolation_hooks.DESCRIPTORS_REPORT, str(report_dir))
+    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.descriptors_task)
+    with isolation.WorkerPool(isolation.Limits(), start=worker_start) as pool:
+        assert scan_file(path, _options(), pool).verdict is Verdict.CLEAN
+        kinds = {type(worker.process) for worker in pool._idle}
+    assert kinds == {isolation._ForkedWorker if worker_start == "fork" else isolation.subprocess.Popen}
 
 
 def test_isolated_results_equal_in_process_results(tmp_path):
@@ -246,3 +256,46 @@ def test_cli_rejects_zero_workers(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["scan", ".", "--workers", "0"])
     assert stop.value.code == 3
+
+
+def _pids(tmp_path, monkeypatch, names):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for name in names:
+        _write(folder, name, pickle.dumps([name]))
+    report_dir = tmp_path / "pids"
+    report_dir.mkdir()
+    monkeypatch.setenv(isolation_hooks.PIDS_REPORT, str(report_dir))
+    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.pid_task)
+    report = scan_paths([folder], _options())
+    assert all(r.verdict is Verdict.CLEAN for r in report.files)
+    return {name: (report_dir / name).read_text() for name in names}
+
+
+def test_a_worker_that_grew_is_replaced(tmp_path, monkeypatch):
+    pids = _pids(tmp_path, monkeypatch, ["a.pkl", "hoard.pkl", "z.pkl"])
+    assert pids["a.pkl"] == pids["hoard.pkl"] != pids["z.pkl"]
+
+
+def test_workers_of_a_large_parent_are_not_replaced_for_its_size(tmp_path, monkeypatch):
+    """A process inherits the peak memory of the one that started it (even across exec): a
+    worker is judged by what it grew since it was ready, not by its parent's size."""
+    ballast = b"\x01" * (600 * 1024 * 1024)
+    try:
+        pids = _pids(tmp_path, monkeypatch, ["a.pkl", "b.pkl", "c.pkl"])
+    finally:
+        del ballast
+    assert len(set(pids.values())) == 1
+
+
+def test_a_fork_of_a_large_parent_has_its_whole_allowance(tmp_path, monkeypatch):
+    """A fork starts with its parent's address space; the worker's limit comes on top of it, so
+    a parent that reserved 1.5 GiB still leaves its workers room to read."""
+    import mmap
+
+    reserved = mmap.mmap(-1, 1536 * 1024 * 1024)  # address space, not memory: never touched
+    try:
+        pids = _pids(tmp_path, monkeypatch, ["hoard.pkl"])
+    finally:
+        reserved.close()
+    assert pids["hoard.pkl"]

@@ -12,7 +12,8 @@ forkserver would do): a script calling `malhug.scan` needs no entry-point guard.
 knows it runs nothing else, the command line, asks for `start="fork"`: its workers are forks of
 it, made only while it runs a single thread (else fresh interpreters again); a fork keeps no
 descriptor but its two pipes and ends with `os._exit`, never returning into the parent's code,
-and skips an interpreter's start-up. A worker reads up to `TASKS_PER_WORKER` files, then
+and skips an interpreter's start-up; its address-space limit comes on top of the address
+space it inherits. A worker reads up to `TASKS_PER_WORKER` files, then
 is replaced. In each worker: RLIMIT_AS (Limits.worker_address_space), RLIMIT_NOFILE
 (worker_open_files), RLIMIT_CORE 0, and per file RLIMIT_CPU (seconds_per_file +
 worker_cpu_margin of CPU on top of what the worker has used). The parent kills a worker still
@@ -44,7 +45,7 @@ from .findings import FileResult, Location, Problem, Verdict
 from .limits import GIB, MIB, Limits
 
 TASKS_PER_WORKER = 1000  # files a worker reads before it is replaced by a fresh one
-RETIRE_RSS = 512 * MIB  # and a worker whose peak memory grew past this is replaced at once
+RETIRE_RSS = 512 * MIB  # and a worker whose memory grew by this much since it was ready is replaced
 START_SECONDS = 60.0  # for a new worker to report ready
 RESULT_MAX_BYTES = 256 * MIB  # the largest answer a worker may send
 OUT_OF_MEMORY = "out of memory while reading"
@@ -133,13 +134,15 @@ def available() -> bool:
 
 
 # -- in the worker ---------------------------------------------------------------------------------
-def serve(read_fd: int, write_fd: int) -> None:
-    """A worker's life: limits, the readers loaded, then one job after another until told to stop."""
+def serve(read_fd: int, write_fd: int, inherited: int = 0) -> None:
+    """A worker's life: limits, the readers loaded, then one job after another until told to stop.
+    inherited: the address space a fork starts with, which its limit comes on top of."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a scan stops
     jobs = Connection(read_fd, writable=False)
     conn = Connection(write_fd, readable=False)
-    _set_limits(jobs.recv())
+    _set_limits(jobs.recv(), inherited)
     _warm_up()
+    baseline = _resident_memory()  # a fork starts with its parent's pages
     conn.send_bytes(b"ready")
     while True:
         try:
@@ -158,7 +161,7 @@ def serve(read_fd: int, write_fd: int) -> None:
             data, retire = failed_result(job, _memory_reason(job.limits)), True
         except BaseException as exc:  # anything a reader lets through is this file's problem only
             data = failed_result(job, f"worker error: {type(exc).__name__}: {exc}")
-        retire = retire or _peak_memory() > RETIRE_RSS
+        retire = retire or _resident_memory() - baseline > RETIRE_RSS
         conn.send_bytes(json.dumps({"result": data, "retire": retire}).encode())
         if retire:  # a process that ran out of memory may be left in a poor state
             return
@@ -173,7 +176,24 @@ def _warm_up() -> None:
     scan_stream("warm-up.pkl", lambda: io.BytesIO(b"\x80\x04K\x01."), ScanOptions(cache=None, memo=None))
 
 
-def _peak_memory() -> int:
+def _address_space() -> int:
+    """This process's mapped address space (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _resident_memory() -> int:
+    """This process's resident memory now (its peak where /proc is missing). Not the peak on
+    Linux: a process inherits the peak of the one that forked it, even across exec, so a worker
+    started by a large process would look grown from its first file."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:
@@ -182,14 +202,14 @@ def _peak_memory() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
-def _set_limits(limits: Limits) -> None:
+def _set_limits(limits: Limits, inherited: int = 0) -> None:
     try:
         import resource
     except ImportError:  # no rlimits on this platform: the wall-clock kill still holds
         return
     _lower(resource, resource.RLIMIT_CORE, 0)
     if limits.worker_address_space:
-        _lower(resource, resource.RLIMIT_AS, limits.worker_address_space)
+        _lower(resource, resource.RLIMIT_AS, limits.worker_address_space + inherited)
     if limits.worker_open_files:
         _lower(resource, resource.RLIMIT_NOFILE, limits.worker_open_files)
 
@@ -352,7 +372,7 @@ class _ForkedWorker:
             code = 1
             try:
                 _keep_only_descriptors(read_fd, write_fd)
-                serve(read_fd, write_fd)
+                serve(read_fd, write_fd, _address_space())
                 code = 0
             finally:
                 os._exit(code)

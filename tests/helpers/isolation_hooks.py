@@ -57,3 +57,18 @@ def descriptors_task(job):
     with open(os.path.join(os.environ[DESCRIPTORS_REPORT], f"{os.getpid()}.json"), "w") as out:
         json.dump({"held": held, "parent": os.getppid()}, out)
     return read_file(job)
+
+
+PIDS_REPORT = "MALHUG_TEST_PIDS_REPORT"
+_HOARD = []
+
+
+def pid_task(job):
+    """The real reading, with the worker's pid written down; a file named hoard* makes the worker
+    keep 600 MB resident afterwards, as a reader that leaks would."""
+    name = os.path.basename(job.path)
+    if name.startswith("hoard"):
+        _HOARD.append(b"\x01" * (600 * 1024 * 1024))
+    with open(os.path.join(os.environ[PIDS_REPORT], name), "w") as out:
+        out.write(str(os.getpid()))
+    return read_file(job)
