@@ -166,3 +166,29 @@ def test_a_stored_zip_inside_a_stored_zip_is_read_as_an_ordinary_archive(tmp_pat
     assert not result.findings
     analysed = {m.name for m in result.members if m.analysed}
     assert {"inner.zip:a.pkl", "inner.zip:b.pkl", "c.pkl"} <= analysed
+
+
+# An 8 KiB HDF5 file the hdf5 target found on which the HDF5 library itself crashes (SIGSEGV
+# with h5py 3.x): the child process that reads it dies, and the file is inconclusive, named.
+CRASHING_HDF5 = (
+    "eNrtmM1Kw0AQx3cTLaFareBBi0LISUREpV68WLHVHERFPQgiNbSrhqYpNlWRUrzqG/gIPoJHjz6CTyG+Qd3N7mo2UCuKH+D8LsPO7s4m"
+    "m/9MYK7t/EoqmUkihmGgHpRGUdqCtKmO5fyBsFjYK2FvNenvCedGhD8t4ps6H98J/85WocBWt2PIc24S3BoI+I/YhaVNZnfFWOrpQVPX"
+    "VWtl4hXPiXt03Agiusx98twhode4rvuRLfSdQsNUlfzcUu3p0D1i/lGMw53p12cwlDy5jIgZK/EGwngVUneC4hmpB27NZ/Em34+XiMTT"
+    "Qj9W8k6+B01Hnn+Jj+XdfQbyDvLuLe/k3yGXUNeVY/8B+4vnbq9v5JmCpe4edTV+XMfA51hd3ljDkQ+r1CdK0yp5ThAUfadKrAXT2iYn"
+    "p8RvuI5nTZlWqebTekf9TUsuqDK/51zQykWHe/H9eeIHpMPWMvOf+m6D7ZxttfZbLaRF6xtlbnp2fnomos9B+IYAAAAAAAAAAAAA0I1O"
+    "fcIJ4bBF/69bn3BknFvoE/5POvUJjzPqugqp+8T7vj6hFLKMH9cx0KkO9PI7w3LMLw5j7pB9OGl1Os9mhsxFcfc5lO1D2bbo0/ZSL5vX"
+    "NA3zusDj6RiZqkIkV3/qPuK6MsZ+4tQcCBH4BZ4XpQBfADhBnpg="
+)
+
+
+def test_hdf5_that_crashes_the_library_leaves_the_file_inconclusive(tmp_path):
+    import base64
+    import zlib
+
+    import malhug
+
+    path = tmp_path / "model.h5"
+    path.write_bytes(zlib.decompress(base64.b64decode(CRASHING_HDF5)))
+    result = malhug.scan(path).files[0]
+    assert str(result.verdict) == "inconclusive"
+    assert any(problem.reason.startswith("HDF5 ") for problem in result.problems), result.problems

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -166,8 +167,7 @@ def _read_hdf5(stream: BinaryIO, ctx: ScanContext) -> dict:
     except ValueError:
         result = None
     if not isinstance(result, dict):
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-        raise _Hdf5Unreadable(f"HDF5 reader failed: {detail[0][:200]}")
+        raise _Hdf5Unreadable(f"HDF5 reader failed: {_failure(done)[:200]}")
     if result.get("limit"):
         raise LimitExceeded(str(result["limit"])[:100], str(result.get("detail", ""))[:200])
     if result.get("error"):
@@ -175,6 +175,18 @@ def _read_hdf5(stream: BinaryIO, ctx: ScanContext) -> dict:
     if not _well_formed(result):
         raise _Hdf5Unreadable("HDF5 reader failed: its answer is not in the shape it writes")
     return result
+
+
+def _failure(done: subprocess.CompletedProcess) -> str:
+    """How the child failed: killed by a signal (the HDF5 library crashing on the file), or
+    the last line it wrote to stderr, or its exit code."""
+    if done.returncode is not None and done.returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-done.returncode).name}"
+        except ValueError:
+            return f"killed by signal {-done.returncode}"
+    lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else f"exit code {done.returncode}"
 
 
 def _well_formed(result: dict) -> bool:
