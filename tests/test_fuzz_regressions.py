@@ -35,6 +35,23 @@ def test_methods_on_constants_render_as_python():
     assert "(2).append({})" in source
 
 
+def _scan_encoded(tmp_path, name: str, encoded: str, compressed: bool = False, **options):
+    """Write a kept input (base64, zlib-compressed when `compressed`) and scan it: the file's
+    result and the seconds the scan took."""
+    import base64
+    import time
+    import zlib
+
+    import malhug
+
+    data = base64.b64decode(encoded)
+    path = tmp_path / name
+    path.write_bytes(zlib.decompress(data) if compressed else data)
+    started = time.monotonic()
+    result = malhug.scan(path, **options).files[0]
+    return result, time.monotonic() - started
+
+
 # An 8 KiB HDF5 file the hdf5 target found on which the HDF5 library spins for as long as it is
 # allowed: the reader's time limit must stop it and name itself (kept zlib-compressed).
 SPINNING_HDF5 = (
@@ -57,16 +74,8 @@ LONG_DOTTED_GLOBALS_GZ = (
 
 
 def test_globals_with_thousands_of_dotted_parts_are_judged_quickly(tmp_path):
-    import base64
-    import time
-
-    import malhug
-
-    path = tmp_path / "weights.gz"
-    path.write_bytes(base64.b64decode(LONG_DOTTED_GLOBALS_GZ))
-    started = time.monotonic()
-    result = malhug.scan(path).files[0]
-    assert time.monotonic() - started < 10
+    result, seconds = _scan_encoded(tmp_path, "weights.gz", LONG_DOTTED_GLOBALS_GZ)
+    assert seconds < 10
     assert str(result.verdict) == "suspicious"  # unknown globals, and the gzip is cut short
     assert any(f.rule == "pickle-unknown-global" for f in result.findings)
 
@@ -87,16 +96,8 @@ HUGE_NAMED_GLOBALS_GZ = (
 
 
 def test_globals_with_huge_names_are_rendered_and_judged_quickly(tmp_path):
-    import base64
-    import time
-
-    import malhug
-
-    path = tmp_path / "weights.gz"
-    path.write_bytes(base64.b64decode(HUGE_NAMED_GLOBALS_GZ))
-    started = time.monotonic()
-    result = malhug.scan(path).files[0]
-    assert time.monotonic() - started < 10
+    result, seconds = _scan_encoded(tmp_path, "weights.gz", HUGE_NAMED_GLOBALS_GZ)
+    assert seconds < 10
     assert str(result.verdict) in ("suspicious", "malicious")
     assert all(len(f.evidence) <= 2 * 400 for f in result.findings)
 
@@ -111,18 +112,9 @@ def test_a_long_attribute_chain_still_ends_in_the_callable_it_reaches():
 
 
 def test_hdf5_that_spins_the_library_is_stopped_by_its_time_limit(tmp_path):
-    import base64
-    import time
-    import zlib
-
-    import malhug
-
-    path = tmp_path / "model.h5"
-    path.write_bytes(zlib.decompress(base64.b64decode(SPINNING_HDF5)))
-    started = time.monotonic()
-    report = malhug.scan(path, limits={"hdf5_seconds": 2})
-    assert time.monotonic() - started < 30
-    result = report.files[0]
+    result, seconds = _scan_encoded(tmp_path, "model.h5", SPINNING_HDF5, compressed=True,
+                                    limits={"hdf5_seconds": 2})
+    assert seconds < 30
     assert str(result.verdict) == "inconclusive"
     assert any("hdf5_seconds" in problem.reason for problem in result.problems)
 
@@ -182,13 +174,6 @@ CRASHING_HDF5 = (
 
 
 def test_hdf5_that_crashes_the_library_leaves_the_file_inconclusive(tmp_path):
-    import base64
-    import zlib
-
-    import malhug
-
-    path = tmp_path / "model.h5"
-    path.write_bytes(zlib.decompress(base64.b64decode(CRASHING_HDF5)))
-    result = malhug.scan(path).files[0]
+    result, _ = _scan_encoded(tmp_path, "model.h5", CRASHING_HDF5, compressed=True)
     assert str(result.verdict) == "inconclusive"
     assert any(problem.reason.startswith("HDF5 ") for problem in result.problems), result.problems

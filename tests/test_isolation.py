@@ -72,12 +72,19 @@ def _options(**changes):
     return ScanOptions(memo=None, **changes)
 
 
+def _reporting_task(tmp_path, monkeypatch, variable: str, task):
+    """Workers run `task`, which writes what it saw into the folder returned (named by `variable`)."""
+    report_dir = tmp_path / variable.lower()
+    report_dir.mkdir()
+    monkeypatch.setenv(variable, str(report_dir))
+    monkeypatch.setattr(isolation, "worker_task", task)
+    return report_dir
+
+
 def test_forked_workers_hold_only_their_own_pipes(tmp_path, monkeypatch, worker_start):
     folder = _mixed_folder(tmp_path / "mixed")
-    report_dir = tmp_path / "descriptors"
-    report_dir.mkdir()
-    monkeypatch.setenv(isolation_hooks.DESCRIPTORS_REPORT, str(report_dir))
-    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.descriptors_task)
+    report_dir = _reporting_task(tmp_path, monkeypatch, isolation_hooks.DESCRIPTORS_REPORT,
+                                 isolation_hooks.descriptors_task)
     cache = VerdictCache(tmp_path / "cache.db")  # an open database the workers must not hold
     with open(tmp_path / "held-by-parent", "w"):
         report = scan_paths([folder], _options(workers=2, cache=cache))
@@ -106,10 +113,8 @@ def test_workers_are_not_forked_while_the_parent_runs_threads(monkeypatch):
 def test_forked_workers_are_forks(tmp_path, monkeypatch, worker_start):
     """The fork half of every test here really forks: a fork's parent is this process."""
     path = _write(tmp_path, "clean.pkl", pickle.dumps([1]))
-    report_dir = tmp_path / "descriptors"
-    report_dir.mkdir()
-    monkeypatch.setenv(isolation_hooks.DESCRIPTORS_REPORT, str(report_dir))
-    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.descriptors_task)
+    report_dir = _reporting_task(tmp_path, monkeypatch, isolation_hooks.DESCRIPTORS_REPORT,
+                                 isolation_hooks.descriptors_task)
     with isolation.WorkerPool(isolation.Limits(), start=worker_start) as pool:
         assert scan_file(path, _options(), pool).verdict is Verdict.CLEAN
         kinds = {type(worker.process) for worker in pool._idle}
@@ -263,10 +268,7 @@ def _pids(tmp_path, monkeypatch, names):
     folder.mkdir()
     for name in names:
         _write(folder, name, pickle.dumps([name]))
-    report_dir = tmp_path / "pids"
-    report_dir.mkdir()
-    monkeypatch.setenv(isolation_hooks.PIDS_REPORT, str(report_dir))
-    monkeypatch.setattr(isolation, "worker_task", isolation_hooks.pid_task)
+    report_dir = _reporting_task(tmp_path, monkeypatch, isolation_hooks.PIDS_REPORT, isolation_hooks.pid_task)
     report = scan_paths([folder], _options())
     assert all(r.verdict is Verdict.CLEAN for r in report.files)
     return {name: (report_dir / name).read_text() for name in names}

@@ -176,24 +176,27 @@ def _warm_up() -> None:
     scan_stream("warm-up.pkl", lambda: io.BytesIO(b"\x80\x04K\x01."), ScanOptions(cache=None, memo=None))
 
 
-def _address_space() -> int:
-    """This process's mapped address space (0 where /proc is missing)."""
+def _statm(field: int) -> int | None:
+    """One field of /proc/self/statm in bytes (0: address space, 1: resident); None without /proc."""
     try:
         with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            return int(statm.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        return 0
+        return None
+
+
+def _address_space() -> int:
+    """This process's mapped address space (0 where /proc is missing)."""
+    return _statm(0) or 0
 
 
 def _resident_memory() -> int:
     """This process's resident memory now (its peak where /proc is missing). Not the peak on
     Linux: a process inherits the peak of the one that forked it, even across exec, so a worker
     started by a large process would look grown from its first file."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        pass
+    resident = _statm(1)
+    if resident is not None:
+        return resident
     try:
         import resource
     except ImportError:

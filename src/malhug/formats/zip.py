@@ -35,7 +35,8 @@ def handle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -
     raw_records = _RawRecords()
     labels: set[str] = set()
     regions: dict[tuple, tuple[str, int]] = {}
-    expansion = _Expansion(ctx, archive)
+    size = archive.seek(0, 2)
+    expansion = _Expansion(ctx, size)
     recursion_noted = False
     for entry in listing.entries:
         label = _label(entry, labels)
@@ -52,7 +53,7 @@ def handle(stream: BinaryIO, ctx: ScanContext, member: str | None, depth: int) -
                               note=f"same data as {first}")
             expansion.add(entry, nested, repeated=True)
             continue
-        place = _place_in_file(ctx, archive, entry)
+        place = _place_in_file(ctx, archive, size, entry)
         earlier = ctx.read_regions.get(place) if place is not None else None
         if earlier is not None:
             # A nested archive listing the very bytes of a member already read: an archive that
@@ -82,9 +83,9 @@ class _Expansion:
     archives inside them expand to: a zip of zips (42.zip) or of entries sharing one
     compressed kernel is a bomb to whoever extracts it, though each piece looks small."""
 
-    def __init__(self, ctx: ScanContext, archive: BinaryIO):
+    def __init__(self, ctx: ScanContext, archive_size: int):
         self.ctx = ctx
-        self.packed = max(archive.seek(0, 2), 1)
+        self.packed = max(archive_size, 1)
         self.total = 0
 
     def add(self, entry: Entry, nested: int, repeated: bool) -> None:
@@ -100,7 +101,7 @@ class _Expansion:
             raise LimitExceeded("max_ratio", detail, hostile=True)
 
 
-def _place_in_file(ctx: ScanContext, archive: BinaryIO, entry: Entry) -> tuple | None:
+def _place_in_file(ctx: ScanContext, archive: BinaryIO, archive_size: int, entry: Entry) -> tuple | None:
     """Where a member's bytes lie in the scanned file itself, when they are there as they are
     (a stored zip inside a stored zip is a slice of the file, and so are its members)."""
     if entry.data_offset is None:
@@ -110,7 +111,7 @@ def _place_in_file(ctx: ScanContext, archive: BinaryIO, entry: Entry) -> tuple |
         return None
     length = entry.compressed_size
     if length is None:
-        length = archive.seek(0, 2) - entry.data_offset
+        length = archive_size - entry.data_offset
     return start, length, entry.method, entry.flags & FLAG_ENCRYPTED
 
 
